@@ -1,0 +1,101 @@
+"""The FastAPI application: Vertex AI's custom-container contract over one model.
+
+`create_app` builds the app; the model is read in the lifespan, once, before the
+server accepts requests, so a server that answers at all has its model loaded. The
+predict route is added there too, because its request model is derived from the
+model's schema.
+"""
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI, Request
+from starlette.routing import BaseRoute
+
+from api.body_limit import BodyLimitMiddleware
+from api.errors import install_error_handlers
+from api.model_store import LoadedModel, load_model
+from api.predictor import Predictor
+from api.schemas import (
+    HealthResponse,
+    LineageResponse,
+    ModelInfo,
+    predict_request_model,
+    predict_response_model,
+)
+from api.settings import Settings, get_settings
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    settings = settings or get_settings()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        model = load_model(settings.model_dir)
+        app.state.model = model
+        predict_route = _add_predict_route(app, settings, model)
+        try:
+            yield
+        finally:
+            # Leaves the app as create_app made it, so it can be started again.
+            app.router.routes.remove(predict_route)
+            app.openapi_schema = None
+
+    app = FastAPI(
+        title="Model API",
+        summary="Predictions from the model this image was built with.",
+        lifespan=lifespan,
+    )
+    app.add_middleware(BodyLimitMiddleware, max_body_bytes=settings.max_body_bytes)
+    install_error_handlers(app)
+    app.add_api_route(
+        settings.health_route,
+        health,
+        methods=["GET"],
+        summary="Ready: the model is loaded.",
+    )
+    app.add_api_route(
+        "/lineage",
+        lineage,
+        methods=["GET"],
+        summary="Where the model comes from and how it scored.",
+    )
+    return app
+
+
+async def health(request: Request) -> HealthResponse:
+    model: LoadedModel = request.app.state.model
+    return HealthResponse(status="ok", model=ModelInfo(commit=model.commit, branch=model.branch))
+
+
+async def lineage(request: Request) -> LineageResponse:
+    """lineage.json and metrics.json as training wrote them into the model folder."""
+    model: LoadedModel = request.app.state.model
+    return LineageResponse(lineage=model.lineage, metrics=model.metrics)
+
+
+def _add_predict_route(app: FastAPI, settings: Settings, model: LoadedModel) -> BaseRoute:
+    request_model = predict_request_model(model.schema, settings.max_batch)
+    predictor = Predictor(model.pipeline, model.schema.features)
+    model_info = {"commit": model.commit, "branch": model.branch}
+
+    # Scoring runs on the event loop, not in a worker thread: a request is a few
+    # milliseconds of CPU under the GIL, so a thread hop would add latency and no
+    # parallelism.
+    async def predict(body: request_model) -> dict:
+        """Each instance must give every feature of the model's schema, and nothing else."""
+        return {"predictions": predictor.predict(body.instances), "model": model_info}
+
+    app.add_api_route(
+        settings.predict_route,
+        predict,
+        methods=["POST"],
+        response_model=predict_response_model(model.schema),
+        summary="Classify instances.",
+    )
+    # add_api_route appends the route it makes.
+    return app.router.routes[-1]
+
+
+# What `python -m api` (and `uvicorn api.main:app` in development) serves.
+app = create_app()

@@ -1,0 +1,22 @@
+"""`python -m cloudbuild COMMAND ...`: the tool build steps and people call.
+
+A command is one line here: its name, the "module:function" that runs it, and its help.
+"""
+
+import sys
+
+from cloudbuild.cli_common import Command, main
+
+COMMANDS = {
+    "names": Command("cloudbuild.names:main", "print every name a build of a branch uses"),
+    "plan": Command("cloudbuild.plan:main", "show which pipelines a push fires"),
+    "check-yaml": Command("cloudbuild.check_yaml:main", "check that every YAML file parses"),
+    "render-openapi": Command("cloudbuild.openapi:render_main", "fill the spec in for a gateway"),
+    "validate-openapi": Command("cloudbuild.openapi:validate_main", "check a rendered spec"),
+    "env": Command("cloudbuild.env:main", "write a build's names as shell variables"),
+    "triggers": Command("cloudbuild.triggers:main", "print the trigger definitions"),
+    "bootstrap": Command("cloudbuild.bootstrap:main", "one-time Google Cloud set-up"),
+}
+
+if __name__ == "__main__":
+    sys.exit(main(COMMANDS))

@@ -1,0 +1,1 @@
+"""Tests and tools of the template repository itself; not copied into projects."""
