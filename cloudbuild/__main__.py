@@ -16,6 +16,14 @@ COMMANDS = {
     "env": Command("cloudbuild.env:main", "write a build's names as shell variables"),
     "triggers": Command("cloudbuild.triggers:main", "print the trigger definitions"),
     "bootstrap": Command("cloudbuild.bootstrap:main", "one-time Google Cloud set-up"),
+    "fetch-data": Command(
+        "cloudbuild.models:fetch_data_main", "download and hash the training data"
+    ),
+    "train-job": Command("cloudbuild.vertex_job:main", "train this commit's model on Vertex AI"),
+    "promote-model": Command("cloudbuild.models:promote_main", "point LATEST at a complete model"),
+    "resolve-model": Command(
+        "cloudbuild.models:resolve_main", "download the model a branch serves"
+    ),
 }
 
 if __name__ == "__main__":

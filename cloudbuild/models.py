@@ -36,7 +36,6 @@ from google.cloud import storage
 from cloudbuild.cli_common import PROG, CommandError, add_config_argument, checked, print_json
 from cloudbuild.config import Config, load
 from cloudbuild.names import Names, check_branch, check_sha, names
-from cloudbuild.vertex_job import model_dir_uri
 
 # What training/artifacts.py writes; tests/test_models.py keeps the two lists equal.
 MODEL_FILES = ("model.skops", "metrics.json", "schema.json", "lineage.json")
@@ -47,6 +46,16 @@ CHUNK = 1 << 20
 
 class ModelStoreError(RuntimeError):
     """An object a step needs is missing, or a model folder is incomplete."""
+
+
+def base_output_dir(names: Names) -> str:
+    """The training job's base output directory: the commit's model_uri minus its final '/'."""
+    return names.model_uri.removesuffix("/")
+
+
+def model_dir_uri(names: Names) -> str:
+    """The commit's model folder: Vertex AI gives the job AIP_MODEL_DIR = <base>/model/."""
+    return f"{base_output_dir(names)}/model/"
 
 
 def split_uri(uri: str) -> tuple[str, str]:
@@ -76,7 +85,7 @@ def promote(config: Config, names: Names, job_name: str) -> dict[str, Any]:
     """Point the branch's LATEST at this commit's model folder, if it is complete."""
     folder = model_dir_uri(names)
     client = _client(config.gcp_project_id)
-    _model_objects(client, folder)
+    _model_objects(client, folder)  # refuses an incomplete folder
     pointer = {
         "model_uri": folder,
         "branch": names.branch,
@@ -151,6 +160,7 @@ def download_model(model_folder_uri: str, dest: Path) -> list[Path]:
 
 
 def _client(project: str | None = None) -> storage.Client:
+    """Reading objects needs no project. With STORAGE_EMULATOR_HOST set, the double's client."""
     return storage.Client(project=project)
 
 

@@ -22,8 +22,9 @@ from urllib.parse import SplitResult, urlsplit
 
 import yaml
 
-from cloudbuild.cli_common import PROG, add_config_argument
+from cloudbuild.cli_common import PROG, add_config_argument, checked
 from cloudbuild.config import ROOT, Config, ConfigError, load
+from cloudbuild.names import check_branch, check_sha
 
 SPEC_PATH = ROOT / "openapi" / "openapi.yaml"
 DOCKERFILE = ROOT / "auth" / "Dockerfile"
@@ -470,6 +471,8 @@ def render_main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--spec", type=Path, default=SPEC_PATH, help="default: %(default)s")
     parser.add_argument("--out", type=Path, help="write here instead of standard output")
+    parser.add_argument("--branch", type=checked(check_branch), help="record the build's branch")
+    parser.add_argument("--sha", type=checked(check_sha), help="record the build's commit")
     add_config_argument(parser)
     args = parser.parse_args(argv)
     try:
@@ -478,6 +481,12 @@ def render_main(argv: list[str] | None = None) -> int:
         )
     except (ConfigError, OpenApiError) as error:
         return _fail(str(error))
+    if args.branch and args.sha:
+        # The published Endpoints config then says which commit it came from.
+        rendered["info"]["description"] = (
+            f"{rendered['info'].get('description', '').strip()}\n\n"
+            f"Published from commit {args.sha} of branch {args.branch}."
+        ).strip()
     problems = validate(rendered)
     if problems:
         return _fail("the rendered spec is not valid:\n  " + "\n  ".join(problems))

@@ -29,26 +29,16 @@ from google.cloud import aiplatform
 
 from cloudbuild.cli_common import PROG, CommandError, add_config_argument, checked
 from cloudbuild.config import Config, load
+from cloudbuild.models import base_output_dir, model_dir_uri, split_uri
 from cloudbuild.names import Names, check_branch, check_sha, names
 
 # Set only by the loopback double (cloudbuild/double); see _connection().
 ENDPOINT_VARIABLE = "VERTEX_API_ENDPOINT"
 SHA256 = re.compile(r"[0-9a-f]{64}")
-GCS_OBJECT = re.compile(r"gs://[a-z0-9][a-z0-9_.-]{1,220}/.+")
 
 
 class TrainingJobError(RuntimeError):
     """Vertex AI refused the job, or the job did not succeed."""
-
-
-def base_output_dir(names: Names) -> str:
-    """The job's base output directory: the commit's model_uri, without its final '/'."""
-    return names.model_uri.removesuffix("/")
-
-
-def model_dir_uri(names: Names) -> str:
-    """The folder the trained model lands in: Vertex AI sets AIP_MODEL_DIR to <base>/model/."""
-    return f"{base_output_dir(names)}/model/"
 
 
 def custom_job_spec(
@@ -177,9 +167,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     config = load(args.config)
     data_uri = args.data_uri or config.training.data_uri
-    if not GCS_OBJECT.fullmatch(data_uri):
-        raise CommandError(f"--data-uri {data_uri!r} is not a gs://bucket/object URI")
     try:
+        if not split_uri(data_uri)[1]:
+            raise ValueError(f"{data_uri!r} names a bucket, not an object")
         run_names = names(config, args.branch, args.sha)
     except ValueError as error:
         raise CommandError(str(error)) from None

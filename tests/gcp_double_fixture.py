@@ -1,0 +1,32 @@
+"""The loopback Google Cloud double as a pytest fixture, and the CLI commands it serves.
+
+Test modules load it with `pytest_plugins = ["tests.gcp_double_fixture"]`. The fixture
+points this process's SDKs at the double through the environment, so the code under
+test runs unchanged. It holds no assertions, so pytest need not rewrite it
+(PYTEST_DONT_REWRITE).
+"""
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from google.cloud.aiplatform import jobs as aiplatform_jobs
+
+from cloudbuild.__main__ import COMMANDS
+from cloudbuild.cli_common import main
+from cloudbuild.double import Double
+
+
+def cli(*argv: str | Path) -> int:
+    """Run a `python -m cloudbuild` command in-process; its exit code."""
+    return main(COMMANDS, [str(arg) for arg in argv])
+
+
+@pytest.fixture
+def double(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Double]:
+    with Double(tmp_path / "gcp") as running:
+        for name, value in running.env().items():
+            monkeypatch.setenv(name, value)
+        # The SDK sleeps five seconds between looks at a job; jobs here take milliseconds.
+        monkeypatch.setattr(aiplatform_jobs, "_JOB_WAIT_TIME", 0.01)
+        yield running
