@@ -14,8 +14,11 @@ HOST ?= 127.0.0.1
 PORT ?= 8080
 BRANCH ?= $(shell git rev-parse --abbrev-ref HEAD 2>/dev/null || echo local)
 CHANGED ?=
+# Recipes read these from the environment ("$$BRANCH"), never as recipe text, so a
+# branch name is data to the shell however it is spelt.
+export BRANCH CHANGED
 
-.PHONY: help setup lock train serve predict test lint unit plan bootstrap clean
+.PHONY: help setup lock train serve predict test lint unit plan preflight bootstrap clean
 
 help: ## List the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  \033[36m%-12s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -36,7 +39,7 @@ lock: setup ## Re-resolve the lock files from pyproject.toml (dev first, then on
 
 train: setup ## Train on DATA (the shipped sample) into MODEL_DIR
 	rm -rf $(MODEL_DIR)
-	$(BIN)/python -m training train --data $(DATA) --model-dir $(MODEL_DIR) --branch "$(BRANCH)"
+	$(BIN)/python -m training train --data $(DATA) --model-dir $(MODEL_DIR) --branch "$$BRANCH"
 
 serve: setup ## Serve MODEL_DIR on http://HOST:PORT (Ctrl-C stops it)
 	@test -f $(MODEL_DIR)/schema.json || { echo "no model in $(MODEL_DIR): run 'make train' first" >&2; exit 1; }
@@ -58,7 +61,10 @@ unit: setup ## Run the project's tests
 	$(BIN)/python -m pytest -q
 
 plan: setup ## Show what a push would fire: make plan BRANCH=b CHANGED="training/x.py ..."
-	$(BIN)/python -m cloudbuild plan --branch "$(BRANCH)" --changed $(CHANGED)
+	$(BIN)/python -m cloudbuild plan --branch "$$BRANCH" --changed $$CHANGED
+
+preflight: setup ## Run a push's pipelines offline: make preflight BRANCH=b CHANGED="training/x.py ..."
+	$(BIN)/python -m cloudbuild preflight --branch "$$BRANCH" --changed $$CHANGED --json build/preflight.json
 
 bootstrap: setup ## One-time Google Cloud set-up with your own credentials (see README)
 	$(BIN)/python -m cloudbuild bootstrap

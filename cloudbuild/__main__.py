@@ -24,6 +24,7 @@ COMMANDS = {
     "resolve-model": Command(
         "cloudbuild.models:resolve_main", "download the model a branch serves"
     ),
+    "preflight": Command("cloudbuild.preflight.session:main", "run a push's pipelines offline"),
 }
 
 if __name__ == "__main__":

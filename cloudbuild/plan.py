@@ -30,6 +30,7 @@ from cloudbuild.cli_common import PROG, CommandError, add_config_argument, check
 from cloudbuild.config import Config, load
 from cloudbuild.names import check_branch, check_sha, names
 from cloudbuild.pipelines import PIPELINES, Pipeline
+from cloudbuild.triggers import active_pipelines
 
 
 class GlobError(ValueError):
@@ -197,7 +198,7 @@ def plan(config: Config, branch: str, changed_files: Iterable[str], sha: str) ->
     build_names = names(config, branch, sha)
     changed = list(dict.fromkeys(changed_file(path) for path in changed_files))
     files = {}
-    for pipeline in PIPELINES:
+    for pipeline in active_pipelines(config, PIPELINES):
         if re.search(pipeline.branch_pattern, branch):
             matched = fired_files(pipeline, changed)
             if matched:

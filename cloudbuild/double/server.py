@@ -25,8 +25,14 @@ from typing import Any, Protocol
 from urllib.parse import parse_qsl, urlsplit
 
 from cloudbuild.double import runners
+from cloudbuild.double.artifactregistry_api import ArtifactRegistryApi
 from cloudbuild.double.cloudbuild_api import CloudBuildApi
 from cloudbuild.double.http import ApiError, Request, Response
+from cloudbuild.double.iam_api import IamApi
+from cloudbuild.double.resourcemanager_api import ResourceManagerApi
+from cloudbuild.double.run_api import RunApi
+from cloudbuild.double.servicemanagement_api import ServiceManagementApi
+from cloudbuild.double.serviceusage_api import ServiceUsageApi
 from cloudbuild.double.storage import StorageApi
 from cloudbuild.double.vertex import Runner, VertexApi
 
@@ -68,9 +74,33 @@ class Double:
         self.storage = StorageApi(self.state_dir / "storage")
         self.vertex = VertexApi(self.state_dir / "vertex", double=self, runner=runner)
         self.cloudbuild = CloudBuildApi(self.state_dir / "cloudbuild")
-        self._apis: tuple[Api, ...] = (self.storage, self.vertex, self.cloudbuild)
+        self.run = RunApi(self.state_dir / "run")
+        self.serviceusage = ServiceUsageApi(self.state_dir / "serviceusage")
+        self.iam = IamApi(self.state_dir / "iam")
+        self.resourcemanager = ResourceManagerApi(self.iam)
+        self.artifactregistry = ArtifactRegistryApi(
+            self.state_dir / "artifactregistry", iam=self.iam
+        )
+        self.servicemanagement = ServiceManagementApi(self.state_dir / "servicemanagement")
+        self._apis: list[Api] = [
+            self.storage,
+            self.vertex,
+            self.cloudbuild,
+            self.run,
+            self.serviceusage,
+            self.iam,
+            self.resourcemanager,
+            self.artifactregistry,
+            self.servicemanagement,
+        ]
         self._log_lock = threading.Lock()
         self._server: _Server | None = None
+
+    def register(self, api: Api) -> Api:
+        """Serve `api` in place of the one with the same service name, or in addition."""
+        self._apis = [known for known in self._apis if known.service != api.service]
+        self._apis.append(api)
+        return api
 
     def __enter__(self) -> Double:
         self._server = _Server((LOOPBACK, 0), _Handler)

@@ -1,0 +1,293 @@
+"""`python -m cloudbuild preflight`: one simulated push, end to end.
+
+1. Which pipelines fire: the triggers' own file filters (plan.py).
+2. The double of Google Cloud starts on loopback with the state of earlier runs
+   (build/preflight/state; --fresh starts clean) and, the first time, what
+   `make bootstrap` would have made: the bucket, the training data, the triggers.
+3. Each fired build runs step by step in a fresh copy of the project (executor.py);
+   builds it starts (training runs the api trigger) are queued in the Cloud Build
+   double and run next, as Cloud Build would.
+4. A real prediction goes to what was deployed: through the gateway's routing when
+   the auth pipeline ran, else to the branch's tagged API revision.
+5. A summary is printed, the whole state written as JSON (--json), and the exit
+   status is non-zero when any step failed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import shutil
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Sequence
+from pathlib import Path
+
+import yaml
+
+from cloudbuild import substitutions
+from cloudbuild.builders import BUILDERS
+from cloudbuild.cli_common import PROG, add_config_argument
+from cloudbuild.config import ROOT, Config, load
+from cloudbuild.double import Double, runners
+from cloudbuild.double.gcloud import gcloud_env
+from cloudbuild.double.storage import StorageApi
+from cloudbuild.plan import ChangedFileError, changed_file, fired_files
+from cloudbuild.preflight import builders, executor, report, workspace
+from cloudbuild.preflight.apis import register_apis
+from cloudbuild.preflight.serving import Launcher
+from cloudbuild.triggers import active_pipelines, render, trigger_name
+
+MAX_BUILDS = 10  # a chain that keeps queueing builds is a bug, not a pipeline
+PROJECT_NUMBER = "123456789012"  # no real project behind the double
+SAMPLE_REQUEST = Path("api/sample-request.json")
+
+
+def fired_pipelines(config: Config, branch: str, changed: list[str]) -> list[str]:
+    return [
+        p.name
+        for p in active_pipelines(config)
+        if re.search(p.branch_pattern, branch) and fired_files(p, changed)
+    ]
+
+
+def head_commit(root: Path) -> str:
+    result = subprocess.run(
+        ["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, check=False
+    )
+    if result.returncode != 0:
+        raise SystemExit("error: no commit to stand for the push: commit once, or pass --sha")
+    return result.stdout.strip()
+
+
+class Session:
+    def __init__(self, config: Config, root: Path, state: Path, branch: str, sha: str) -> None:
+        self.config = config
+        self.root = root
+        self.state = state
+        self.branch = branch
+        self.sha = sha
+        self.images = state / "images"
+        self.images.mkdir(parents=True, exist_ok=True)
+        self.runs = state / "runs"
+        self.builds: list[dict] = []
+
+    def run(self, fired: list[str]) -> dict:
+        with Double(self.state / "gcp", runner=runners.train_locally) as double:
+            launcher = Launcher(self.images, self.state / "logs", self._local_backend)
+            self.double, self.launcher = double, launcher
+            try:
+                self.apis = register_apis(double, launcher)
+                self.gcloud = gcloud_env(double, self.state / "gcloud", self.config.gcp_project_id)
+                self._bootstrap_once()
+                for pipeline in fired:
+                    double.cloudbuild.push(
+                        self.config.gcp_project_id, trigger_name(self.config, pipeline), self.branch
+                    )
+                self._run_queue()
+                prediction = self._predict()
+                return report.state(self, prediction)
+            finally:
+                launcher.close()
+
+    # ---- the double's starting state: what bootstrap makes ---------------------------
+
+    def _bootstrap_once(self) -> None:
+        storage: StorageApi = self.double.storage
+        bucket = self.config.bucket
+        if not storage.local_path(bucket).exists():
+            storage.create_bucket(bucket)
+        data = self.config.training.data_uri.removeprefix("gs://").split("/", 1)
+        target = storage.local_path(data[0], data[1])
+        if not target.exists():
+            if not storage.local_path(data[0]).exists():
+                storage.create_bucket(data[0])
+            self._gcloud("storage", "cp", str(self.root / "training/data/penguins.csv"),
+                         self.config.training.data_uri)  # fmt: skip
+        triggers = self.state / "triggers.yaml"
+        triggers.write_text(render(self.config))
+        self._gcloud("builds", "triggers", "import", "--source", str(triggers))
+
+    def _gcloud(self, *args: str) -> None:
+        result = subprocess.run(
+            ["gcloud", *args], env={**executor.local_environment([]), **self.gcloud},
+            capture_output=True, text=True, check=False,
+        )  # fmt: skip
+        if result.returncode != 0:
+            raise SystemExit(
+                f"error: preflight set-up failed: gcloud {' '.join(args)}\n{result.stderr}"
+            )
+
+    # ---- builds ----------------------------------------------------------------------
+
+    def _run_queue(self) -> None:
+        while queued := self.double.cloudbuild.queued():
+            if len(self.builds) >= MAX_BUILDS:
+                raise SystemExit(f"error: more than {MAX_BUILDS} builds queued: a trigger loop?")
+            self._run_build(queued[0])
+
+    def _run_build(self, build: dict) -> None:
+        private = build["x-double"]
+        trigger = self.double.cloudbuild.trigger(private["trigger"])
+        number = len(self.builds) + 1
+        space = workspace.create(self.root, self.runs / f"{number}-{trigger['name']}" / "workspace")
+        config = yaml.safe_load((space / private["filename"]).read_text())
+        values = self._values(build, trigger, config)
+        record = {
+            "id": build["id"],
+            "trigger": trigger["name"],
+            "pipeline": trigger["name"].removeprefix(f"{self.config.project_name}-"),
+            "branch": private["branch"],
+            "config": private["filename"],
+        }
+        refused = [p for p in substitutions.problems(config, values, must_match=False)]
+        if refused:
+            result = executor.BuildResult(status="FAILURE", steps=[])
+            record["error"] = "; ".join(refused)
+        else:
+            result = executor.run_build(config, values, space, self._builders(), self._base_env())
+        build.update(status=result.status, finishTime=time.strftime("%Y-%m-%dT%H:%M:%SZ"))
+        self.double.cloudbuild.update(build)
+        record.update(
+            status=result.status,
+            seconds=round(result.seconds, 2),
+            steps=[s.as_dict() for s in result.steps],
+        )
+        self.builds.append(record)
+
+    def _values(self, build: dict, trigger: dict, config: dict) -> dict[str, str]:
+        branch = build["x-double"]["branch"]
+        account = trigger.get("serviceAccount", "")
+        built_in = {
+            "PROJECT_ID": self.config.gcp_project_id,
+            "PROJECT_NUMBER": PROJECT_NUMBER,
+            "BUILD_ID": build["id"],
+            "LOCATION": "global",
+            "TRIGGER_NAME": trigger["name"],
+            "TRIGGER_BUILD_CONFIG_PATH": trigger.get("filename", ""),
+            "COMMIT_SHA": self.sha,
+            "REVISION_ID": self.sha,
+            "SHORT_SHA": self.sha[:7],
+            "REPO_NAME": self.config.github_repository,
+            "REPO_FULL_NAME": f"{self.config.github_owner}/{self.config.github_repository}",
+            "BRANCH_NAME": branch,
+            "REF_NAME": branch,
+            "TAG_NAME": "",
+            "SERVICE_ACCOUNT": account,
+            "SERVICE_ACCOUNT_EMAIL": account.rsplit("/", 1)[-1],
+        }
+        return {**built_in, **config.get("substitutions", {}), **build.get("substitutions", {})}
+
+    def _builders(self) -> dict[str, builders.Builder]:
+        recorder_env = {"PREFLIGHT_IMAGES": str(self.images)}
+        return {
+            BUILDERS["_PYTHON_IMAGE"]: builders.python_builder(BUILDERS["_PYTHON_IMAGE"]),
+            BUILDERS["_GCLOUD_IMAGE"]: builders.gcloud_builder(BUILDERS["_GCLOUD_IMAGE"], {}),
+            BUILDERS["_KANIKO_IMAGE"]: builders.kaniko_builder(
+                BUILDERS["_KANIKO_IMAGE"], recorder_env
+            ),
+        }
+
+    def _base_env(self) -> dict[str, str]:
+        tools = self.state / "bin"
+        tools.mkdir(exist_ok=True)
+        python = Path(workspace.base_python())
+        for name in ("python", "python3"):
+            link = tools / name
+            if not link.exists():
+                link.symlink_to(python)
+        env = executor.local_environment([tools])
+        env.update(self.gcloud)
+        return env
+
+    # ---- serving ---------------------------------------------------------------------
+
+    def _local_backend(self, url: str) -> str:
+        return self.apis.run.local_url_for(url)
+
+    def _predict(self) -> dict | None:
+        succeeded = {b["pipeline"] for b in self.builds if b["status"] == "SUCCESS"}
+        names_env = self._names()
+        body = (self.root / SAMPLE_REQUEST).read_bytes()
+        if "auth" in succeeded and names_env["IS_PRODUCTION"] == "true":
+            service, tag = names_env["GATEWAY_SERVICE"], None
+            headers = {"x-api-key": "preflight-key", "Authorization": "Bearer preflight-token"}
+            via = "gateway"
+        elif "api" in succeeded:
+            service, tag = names_env["API_SERVICE"], names_env["REVISION_TAG"]
+            headers, via = {}, "branch revision tag"
+        else:
+            return None
+        public_url, local = self.apis.run.url_and_local(service, tag)
+        request = urllib.request.Request(  # noqa: S310 (a loopback revision)
+            local + "/predict", data=body, method="POST",
+            headers={"Content-Type": "application/json", **headers},
+        )  # fmt: skip
+        started = time.monotonic()
+        try:
+            with urllib.request.urlopen(request, timeout=30) as answer:  # noqa: S310 (loopback)
+                status, text = answer.status, answer.read().decode()
+        except urllib.error.HTTPError as error:
+            status, text = error.code, error.read().decode()
+        return {
+            "via": via,
+            "url": f"{public_url}/predict",
+            "local_url": f"{local}/predict",
+            "status": status,
+            "milliseconds": round((time.monotonic() - started) * 1000, 1),
+            "request": json.loads(body),
+            "response": _json_or_text(text),
+        }
+
+    def _names(self) -> dict[str, str]:
+        from cloudbuild.env import variables
+        from cloudbuild.names import names
+
+        return variables(self.config, names(self.config, self.branch, self.sha))
+
+
+def _json_or_text(text: str) -> object:
+    try:
+        return json.loads(text)
+    except ValueError:
+        return text
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog=f"{PROG} preflight",
+        description="Run a push's pipelines offline, end to end, before pushing.",
+    )
+    parser.add_argument("--branch", required=True, help="the branch you would push")
+    parser.add_argument("--changed", required=True, nargs="+", metavar="FILE")
+    parser.add_argument("--sha", help="the commit to stand for the push (default: HEAD)")
+    parser.add_argument("--json", type=Path, help="write the full state here")
+    parser.add_argument("--state", type=Path, default=ROOT / "build" / "preflight")
+    parser.add_argument("--fresh", action="store_true", help="forget earlier preflight runs")
+    add_config_argument(parser)
+    args = parser.parse_args(argv)
+    config = load(args.config)
+    try:
+        changed = list(dict.fromkeys(changed_file(path) for path in args.changed))
+    except ChangedFileError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    fired = fired_pipelines(config, args.branch, changed)
+    if not fired:
+        print(f"A push of {args.branch!r} changing {' '.join(changed)} fires no pipeline.")
+        state = {"branch": args.branch, "changed": changed, "triggers": [], "builds": []}
+        report.write_json(args.json, state)
+        return 0
+    if args.fresh and args.state.exists():
+        shutil.rmtree(args.state)
+    sha = args.sha or head_commit(ROOT)
+    session = Session(config, ROOT, args.state, args.branch, sha)
+    state = session.run(fired)
+    state.update(changed=changed, triggers=fired)
+    print(report.summary(state))
+    report.write_json(args.json, state)
+    return 0 if all(b["status"] == "SUCCESS" for b in state["builds"]) else 1
