@@ -8,6 +8,7 @@ raise the same exception classes (NotFound, BadRequest, ...) they raise in produ
 
 from __future__ import annotations
 
+import base64
 import json
 from dataclasses import dataclass, field
 from email.message import Message
@@ -23,6 +24,24 @@ STATUS_NAMES = {
     500: "INTERNAL",
     501: "UNIMPLEMENTED",
 }
+
+
+def same_etag(sent: str | None, current: str) -> bool:
+    """Whether a client's etag is the current one.
+
+    Etags are bytes sent as base64, and gcloud re-encodes them URL-safe ("-_" for
+    "+/"), so they are compared as bytes, never as text.
+    """
+    if sent is None:
+        return True
+
+    def raw(etag: str) -> bytes:
+        return base64.urlsafe_b64decode(etag.replace("+", "-").replace("/", "_"))
+
+    try:
+        return raw(sent) == raw(current)
+    except ValueError:
+        return False
 
 
 class ApiError(Exception):

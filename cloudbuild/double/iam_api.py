@@ -32,7 +32,7 @@ from typing import Any
 from urllib.parse import quote, unquote
 
 from cloudbuild.double import discovery
-from cloudbuild.double.http import ApiError, Request, Response
+from cloudbuild.double.http import ApiError, Request, Response, same_etag
 
 DOCUMENT = "iam.v1"
 ACCOUNT_ID = re.compile(r"[a-z](?:[-a-z0-9]*[a-z0-9])?")
@@ -192,7 +192,7 @@ class IamApi:
             self._check_binding(binding, policy.get("version", 1))
         with self._lock:
             current = self.policy(resource)
-            if policy.get("etag") not in (None, current["etag"]):
+            if not same_etag(policy.get("etag"), current["etag"]):
                 raise ConcurrentChange()
             revision = int.from_bytes(base64.b64decode(current["etag"]), "big") + 1
             conditional = any("condition" in binding for binding in bindings)

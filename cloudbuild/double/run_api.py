@@ -63,7 +63,7 @@ from pathlib import Path
 from typing import Any
 
 from cloudbuild.double import discovery
-from cloudbuild.double.http import ApiError, Request, Response
+from cloudbuild.double.http import ApiError, Request, Response, same_etag
 from cloudbuild.double.iam_api import ConcurrentChange
 
 DOCUMENT = "run.v1"
@@ -307,7 +307,7 @@ class RunApi:
         with self._lock:
             record = self._record(project, region, name)
             current = record["policy"]["etag"]
-            if policy.get("etag", current) != current:
+            if not same_etag(policy.get("etag"), current):
                 raise ConcurrentChange()
             bindings = [b for b in policy.get("bindings", []) if b.get("members")]
             record["policy"] = {

@@ -35,7 +35,7 @@ from urllib.parse import quote, unquote
 
 import google_crc32c
 
-from cloudbuild.double.http import ApiError, Request, Response
+from cloudbuild.double.http import ApiError, Request, Response, same_etag
 
 BUCKET_NAME = re.compile(r"[a-z0-9][a-z0-9_.-]{1,61}[a-z0-9]")
 MAX_OBJECT_NAME_BYTES = 1024
@@ -148,7 +148,7 @@ class StorageApi:
 
     def _set_iam_policy(self, bucket: str, policy: dict[str, Any]) -> dict[str, Any]:
         current = self.iam_policy(bucket)
-        if policy.get("etag") not in (None, current["etag"]):
+        if not same_etag(policy.get("etag"), current["etag"]):
             raise ApiError(412, "the policy changed since it was read (etag mismatch)")
         version = int(base64.b64decode(current["etag"])[-1]) + 1
         stored = {**current, "bindings": policy.get("bindings", [])}

@@ -211,6 +211,8 @@ class Session:
 
     def _predict(self) -> dict | None:
         succeeded = {b["pipeline"] for b in self.builds if b["status"] == "SUCCESS"}
+        if not {"api", "auth"} & succeeded:
+            return None  # nothing this push deployed can answer
         names_env = self._names()
         body = (self.root / SAMPLE_REQUEST).read_bytes()
         if "auth" in succeeded and names_env["IS_PRODUCTION"] == "true":
