@@ -57,8 +57,8 @@ lint: setup ## ruff, hadolint and YAML checks
 	$(BIN)/hadolint training/Dockerfile api/Dockerfile auth/Dockerfile
 	$(BIN)/python -m cloudbuild check-yaml
 
-unit: setup ## Run the project's tests
-	$(BIN)/python -m pytest -q
+unit: setup ## Run the project's tests (a file's tests share a worker: fixtures span them)
+	$(BIN)/python -m pytest -q -n auto --dist loadfile
 
 plan: setup ## Show what a push would fire: make plan BRANCH=b CHANGED="training/x.py ..."
 	$(BIN)/python -m cloudbuild plan --branch "$$BRANCH" --changed $$CHANGED

@@ -8,6 +8,6 @@ demo: setup ## Render a project from example-answers.yml, train, serve, predict,
 	$(BIN)/python -m template_tests.demo --dest "$(DEMO_DIR)" --venv "$(abspath $(VENV))"
 
 template-test: setup ## The template's own tests: render a matrix, update, generated project's tests
-	$(BIN)/python -m pytest -q template_tests
+	$(BIN)/python -m pytest -q -n auto template_tests
 
 test: template-test

@@ -34,7 +34,7 @@ from google.api_core.exceptions import NotFound
 from google.cloud import storage
 
 from cloudbuild.cli_common import PROG, CommandError, add_config_argument, checked, print_json
-from cloudbuild.config import Config, load
+from cloudbuild.config import ROOT, Config, load
 from cloudbuild.names import Names, check_branch, check_sha, names
 
 # What training/artifacts.py writes; tests/test_models.py keeps the two lists equal.
@@ -228,6 +228,22 @@ def _failed(error: ModelStoreError) -> int:
     return 1
 
 
+# A branch trains on other data by committing this file (under training/, so the
+# push fires the training pipeline); a manual run's _TRAINING_DATA_URI wins over it.
+BRANCH_DATA_FILE = ROOT / "training" / "data-uri.txt"
+
+
+def branch_data_uri(path: Path) -> str:
+    """The branch's own data location: the file's one non-comment line, or ""."""
+    if not path.exists():
+        return ""
+    lines = [line.strip() for line in path.read_text().splitlines()]
+    found = [line for line in lines if line and not line.startswith("#")]
+    if len(found) != 1:
+        raise CommandError(f"{path.name}: expected one gs:// URI, found {len(found)} lines")
+    return found[0]
+
+
 def fetch_data_main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog=f"{PROG} fetch-data",
@@ -246,7 +262,7 @@ def fetch_data_main(argv: Sequence[str] | None = None) -> int:
     add_config_argument(parser)
     args = parser.parse_args(argv)
 
-    uri = args.uri or load(args.config).training.data_uri
+    uri = args.uri or branch_data_uri(BRANCH_DATA_FILE) or load(args.config).training.data_uri
     try:
         split_uri(uri)
     except ValueError as error:

@@ -1,7 +1,13 @@
-"""`make demo`: render a project from example-answers.yml, train, serve, predict, stop.
+"""`make demo`: render a project from example-answers.yml, then use it as its users do.
 
-Everything happens in a throwaway folder with the template repository's own
-virtualenv, so the demo shows exactly what a new project does on first use.
+1. `copier copy` with the example answers into a throwaway folder;
+2. `make train` on the shipped sample data, `make serve` and a real prediction
+   request over HTTP, then the server is stopped;
+3. the project's first push, offline: `git init`, a commit, and `make preflight` for
+   the production branch touching every folder, so all three pipelines run against
+   the loopback double, ending with a prediction through the gateway.
+
+It uses the template repository's own virtualenv (the same lock files).
 """
 
 from __future__ import annotations
@@ -19,7 +25,7 @@ from pathlib import Path
 
 import copier
 
-from template_tests.snapshot import example_answers, snapshot
+from template_tests.snapshot import GIT_IDENTITY, example_answers, snapshot
 
 
 def step(title: str) -> None:
@@ -98,7 +104,19 @@ def main(argv: list[str] | None = None) -> int:
     step("make serve (in the background) and a real prediction")
     prediction = serve_and_predict(project, python)
     print(json.dumps(prediction, indent=2))
-    step(f"stopped the API; the rendered project stays in {project}")
+    step("stopped the API")
+
+    step("the first push, offline: make preflight BRANCH=main CHANGED='training/ api/ openapi/'")
+    for command in (["init", "--quiet", "--initial-branch=main"], ["add", "--all"],
+                    ["commit", "--quiet", "--message", "Generated from the template"]):  # fmt: skip
+        subprocess.run(["git", *GIT_IDENTITY, *command], cwd=project, check=True)
+    changed = "training/train.py api/main.py openapi/openapi.yaml"
+    subprocess.run(
+        ["make", "preflight", f"VENV={args.venv}", "BRANCH=main", f"CHANGED={changed}"],
+        cwd=project,
+        check=True,
+    )
+    step(f"done; the rendered project stays in {project}")
     return 0
 
 

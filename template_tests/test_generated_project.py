@@ -23,8 +23,10 @@ def test_generated_project_sets_up_and_passes_its_own_tests(example_project):
     assert (example_project / ".venv" / ".installed").exists()
 
 
-def test_demo_trains_serves_and_predicts(tmp_path, capsys):
+def test_demo_trains_serves_predicts_and_preflights_the_first_push(tmp_path, capfd):
     assert demo.main(["--dest", str(tmp_path / "demo"), "--venv", str(ROOT / ".venv")]) == 0
-    out = capsys.readouterr().out
+    out = capfd.readouterr().out
     assert '"predictions"' in out
     assert "Gentoo" in out  # the first sample penguin is a Biscoe Gentoo
+    assert "fires: training, api, auth" in out
+    assert "prediction via gateway" in out and "-> 200" in out

@@ -9,12 +9,10 @@ second run must succeed too, skipping what exists and changing nothing.
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
 import sys
 from pathlib import Path
 
-import pytest
 import yaml
 
 from cloudbuild import bootstrap, triggers
@@ -25,8 +23,6 @@ from cloudbuild.double.gcloud import gcloud_env
 from cloudbuild.double.iam_api import IamApi
 from cloudbuild.double.resourcemanager_api import ResourceManagerApi
 from cloudbuild.double.serviceusage_api import ServiceUsageApi
-
-pytestmark = pytest.mark.skipif(shutil.which("gcloud") is None, reason="needs the gcloud CLI")
 
 CONFIG = load()
 PROJECT = CONFIG.gcp_project_id

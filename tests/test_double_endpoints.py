@@ -10,7 +10,6 @@ from __future__ import annotations
 import base64
 import os
 import re
-import shutil
 import subprocess
 from pathlib import Path
 
@@ -24,8 +23,6 @@ from cloudbuild.double import Double, discovery
 from cloudbuild.double.gcloud import gcloud_env
 from cloudbuild.double.servicemanagement_api import DOCUMENT, ServiceManagementApi
 from cloudbuild.double.serviceusage_api import ServiceUsageApi
-
-pytestmark = pytest.mark.skipif(shutil.which("gcloud") is None, reason="needs the gcloud CLI")
 
 PROJECT = load().gcp_project_id
 GATEWAY = "penguins-gateway-abc123-ew.a.run.app"

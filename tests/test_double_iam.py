@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 from pathlib import Path
 
@@ -23,8 +22,6 @@ from cloudbuild.double.artifactregistry_api import ArtifactRegistryApi
 from cloudbuild.double.gcloud import gcloud_env
 from cloudbuild.double.iam_api import IamApi
 from cloudbuild.double.resourcemanager_api import ResourceManagerApi
-
-pytestmark = pytest.mark.skipif(shutil.which("gcloud") is None, reason="needs the gcloud CLI")
 
 PROJECT = "example-project-123"
 REGION = "europe-west1"

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -26,8 +25,6 @@ from cloudbuild.double import Double
 from cloudbuild.double.gcloud import gcloud_env
 from cloudbuild.double.run_api import RevisionFailed, RunApi, service_host
 from cloudbuild.double.serviceusage_api import ServiceUsageApi
-
-pytestmark = pytest.mark.skipif(shutil.which("gcloud") is None, reason="needs the gcloud CLI")
 
 PROJECT = "example-project-123"
 REGION = "europe-west1"

@@ -8,7 +8,6 @@ document and Cloud Build's substitution rules, as the service would.
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
 from pathlib import Path
 
@@ -21,8 +20,6 @@ from cloudbuild.config import ROOT, load, parse
 from cloudbuild.double import Double
 from cloudbuild.double.gcloud import gcloud_env
 from cloudbuild.pipelines import PIPELINES
-
-pytestmark = pytest.mark.skipif(shutil.which("gcloud") is None, reason="needs the gcloud CLI")
 
 PROJECT = load().gcp_project_id
 

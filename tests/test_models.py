@@ -309,3 +309,17 @@ def test_the_pipeline_trains_promotes_and_serves_for_real(double, bucket, tmp_pa
     assert loaded.lineage["commit"] == OTHER_SHA
     assert loaded.lineage["branch"] == CONFIG.production_branch
     assert loaded.lineage["data_sha256"] == hashlib.sha256(SAMPLE_DATA.read_bytes()).hexdigest()
+
+
+def test_a_branch_names_its_own_training_data_in_one_file(tmp_path):
+    from cloudbuild.cli_common import CommandError
+    from cloudbuild.models import BRANCH_DATA_FILE, branch_data_uri
+
+    assert BRANCH_DATA_FILE.parent.name == "training"  # a change to it fires training
+    assert branch_data_uri(tmp_path / "absent.txt") == ""
+    override = tmp_path / "data-uri.txt"
+    override.write_text("# this branch trains on the 2009 sample\ngs://bucket/data/2009.csv\n")
+    assert branch_data_uri(override) == "gs://bucket/data/2009.csv"
+    override.write_text("gs://bucket/a.csv\ngs://bucket/b.csv\n")
+    with pytest.raises(CommandError, match="expected one gs:// URI, found 2"):
+        branch_data_uri(override)

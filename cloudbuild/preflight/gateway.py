@@ -13,6 +13,7 @@ protected are the deployed config's own.
 
 from __future__ import annotations
 
+import json
 import re
 import threading
 import urllib.error
@@ -61,6 +62,10 @@ class _Server:
         handler.send_header("Content-Length", str(len(body)))
         handler.end_headers()
         handler.wfile.write(body)
+
+
+def _message(text: str) -> bytes:
+    return json.dumps({"message": text}).encode()
 
 
 class Placeholder(_Server):
@@ -129,7 +134,7 @@ class Gateway(_Server):
         body = handler.rfile.read(int(headers.get("content-length") or 0))
         decision = self.decide(handler.command, target.path, headers, target.query)
         if decision[0] is not None:
-            self._reply(handler, decision[0], f'{{"message": "{decision[1]}"}}'.encode())
+            self._reply(handler, decision[0], _message(decision[1]))
             return
         _, upstream, deadline = decision
         forwarded = urllib.request.Request(upstream, data=body or None, method=handler.command)  # noqa: S310
@@ -141,4 +146,4 @@ class Gateway(_Server):
         except urllib.error.HTTPError as error:
             self._reply(handler, error.code, error.read())
         except OSError as error:
-            self._reply(handler, 502, f'{{"message": "upstream failed: {error}"}}'.encode())
+            self._reply(handler, 502, _message(f"upstream failed: {error}"))
