@@ -275,3 +275,15 @@ def test_module_entry_point_refuses_without_a_traceback(tmp_path):
         "error: column bill_length_mm must be numeric but holds 4 non-numeric value(s), "
         "e.g. 'long'\n"
     )
+
+
+def test_only_the_chief_replica_of_a_vertex_job_trains(tmp_path, monkeypatch):
+    from training.__main__ import main
+
+    worker = '{"cluster": {}, "task": {"type": "workerpool1", "index": 0}}'
+    monkeypatch.setenv("CLUSTER_SPEC", worker)
+    assert main(["train", "--model-dir", str(tmp_path / "model")]) == 0
+    assert not (tmp_path / "model").exists()
+    monkeypatch.setenv("CLUSTER_SPEC", worker.replace("workerpool1", "workerpool0"))
+    assert main(["train", "--model-dir", str(tmp_path / "model")]) == 0
+    assert (tmp_path / "model" / "lineage.json").exists()

@@ -81,7 +81,23 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
 
 
+def _is_chief() -> bool:
+    """Whether this replica writes the model.
+
+    Vertex AI runs every replica of a multi-replica job with the same arguments and
+    describes each in CLUSTER_SPEC; scikit-learn trains on one machine, so only the
+    chief (worker pool 0) trains and writes, and the others end at once, successfully.
+    """
+    spec = os.environ.get("CLUSTER_SPEC")
+    if not spec:
+        return True
+    return json.loads(spec).get("task", {}).get("type", "workerpool0") == "workerpool0"
+
+
 def _train(args: argparse.Namespace) -> int:
+    if not _is_chief():
+        print("not the chief replica: the chief (workerpool0) trains and writes the model")
+        return 0
     params = _params(seed=args.seed, test_size=args.test_size, c=args.c)
     location = args.model_dir or os.environ.get("AIP_MODEL_DIR")
     if not location:
