@@ -6,7 +6,9 @@ test runs unchanged. It holds no assertions, so pytest need not rewrite it
 (PYTEST_DONT_REWRITE).
 """
 
-from collections.abc import Iterator
+import os
+import subprocess
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -14,7 +16,9 @@ from google.cloud.aiplatform import jobs as aiplatform_jobs
 
 from cloudbuild.__main__ import COMMANDS
 from cloudbuild.cli_common import main
+from cloudbuild.config import ROOT
 from cloudbuild.double import Double
+from cloudbuild.double.gcloud import gcloud_env
 
 
 def cli(*argv: str | Path) -> int:
@@ -30,3 +34,20 @@ def double(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Double]:
         # The SDK sleeps five seconds between looks at a job; jobs here take milliseconds.
         monkeypatch.setattr(aiplatform_jobs, "_JOB_WAIT_TIME", 0.01)
         yield running
+
+
+def gcloud_runner(
+    double: Double, folder: Path, project: str, add_project_flag: bool = False
+) -> Callable[..., subprocess.CompletedProcess]:
+    """The real gcloud CLI pointed at `double`; the runner carries the double along."""
+    env = {**os.environ, **gcloud_env(double, folder / "gcloud", project)}
+    extra = ["--project", project] if add_project_flag else []
+
+    def run(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run(
+            ["gcloud", *args, *extra], env=env, capture_output=True, text=True, cwd=ROOT,
+            timeout=120,
+        )  # fmt: skip
+
+    run.double = double
+    return run

@@ -18,11 +18,8 @@ import yaml
 from cloudbuild import bootstrap, triggers
 from cloudbuild.config import ROOT, SERVICE_ACCOUNTS, load
 from cloudbuild.double import Double
-from cloudbuild.double.artifactregistry_api import ArtifactRegistryApi
 from cloudbuild.double.gcloud import gcloud_env
 from cloudbuild.double.iam_api import IamApi
-from cloudbuild.double.resourcemanager_api import ResourceManagerApi
-from cloudbuild.double.serviceusage_api import ServiceUsageApi
 
 CONFIG = load()
 PROJECT = CONFIG.gcp_project_id
@@ -31,20 +28,6 @@ REPOSITORY = (
     f"{CONFIG.artifact_registry_repository}"
 )
 CREATES = ("/serviceAccounts", "/repositories", "/storage/v1/b", "/triggers")
-
-
-def serve(double: Double, state: Path) -> tuple[IamApi, ArtifactRegistryApi, ServiceUsageApi]:
-    """The double's own APIs once server.py serves them; until then, ours."""
-    iam = getattr(double, "iam", None) or double.register(IamApi(state / "iam"))
-    if not hasattr(double, "resourcemanager"):
-        double.register(ResourceManagerApi(iam))
-    registry = getattr(double, "artifactregistry", None) or double.register(
-        ArtifactRegistryApi(state / "artifactregistry", iam)
-    )
-    usage = getattr(double, "serviceusage", None) or double.register(
-        ServiceUsageApi(state / "serviceusage")
-    )
-    return iam, registry, usage
 
 
 def policy_for(double: Double, iam: IamApi, on: str) -> dict:
@@ -66,7 +49,7 @@ def bindings(double: Double, iam: IamApi) -> dict[str, list[dict]]:
 
 def test_bootstrap_sets_the_project_up_and_a_second_run_changes_nothing(tmp_path):
     with Double(tmp_path / "gcp") as double:
-        iam, registry, usage = serve(double, tmp_path / "gcp")
+        iam, registry, usage = double.iam, double.artifactregistry, double.serviceusage
         env = {**os.environ, **gcloud_env(double, tmp_path / "gcloud", PROJECT)}
 
         def bootstrap_run() -> subprocess.CompletedProcess:

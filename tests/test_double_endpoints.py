@@ -8,37 +8,23 @@ ESPv2's service.json; a spec Endpoints would refuse must fail that deploy, namin
 from __future__ import annotations
 
 import base64
-import os
 import re
 import subprocess
-from pathlib import Path
 
 import pytest
 import requests
 import yaml
 
 from cloudbuild import openapi
-from cloudbuild.config import ROOT, load
+from cloudbuild.config import load
 from cloudbuild.double import Double, discovery
-from cloudbuild.double.gcloud import gcloud_env
 from cloudbuild.double.servicemanagement_api import DOCUMENT, ServiceManagementApi
-from cloudbuild.double.serviceusage_api import ServiceUsageApi
+from tests.gcp_double_fixture import gcloud_runner
 
 PROJECT = load().gcp_project_id
 GATEWAY = "penguins-gateway-abc123-ew.a.run.app"
 BACKEND = "https://penguins-api-abc123-ew.a.run.app"
 CONFIG_ID = re.compile(r"\d{4}-\d{2}-\d{2}r(\d+)")
-
-
-def serve(double: Double, state: Path) -> tuple[ServiceManagementApi, ServiceUsageApi]:
-    """The double's own APIs once server.py serves them; until then, ours."""
-    usage = getattr(double, "serviceusage", None) or double.register(
-        ServiceUsageApi(state / "serviceusage")
-    )
-    management = getattr(double, "servicemanagement", None) or double.register(
-        ServiceManagementApi(state / "servicemanagement")
-    )
-    return management, usage
 
 
 def rendered() -> dict:
@@ -48,13 +34,7 @@ def rendered() -> dict:
 @pytest.fixture
 def gcloud(tmp_path):
     with Double(tmp_path / "gcp") as double:
-        env = {**os.environ, **gcloud_env(double, tmp_path / "gcloud", PROJECT)}
-
-        def run(*args: str) -> subprocess.CompletedProcess:
-            return subprocess.run(
-                ["gcloud", *args, "--project", PROJECT],
-                env=env, capture_output=True, text=True, cwd=ROOT, timeout=120,
-            )  # fmt: skip
+        run = gcloud_runner(double, tmp_path, PROJECT, add_project_flag=True)
 
         def deploy(spec: dict, *flags: str) -> subprocess.CompletedProcess:
             path = tmp_path / "openapi.yaml"
@@ -62,8 +42,7 @@ def gcloud(tmp_path):
             return run("endpoints", "services", "deploy", str(path), *flags)
 
         run.deploy = deploy
-        run.double = double
-        run.api, run.usage = serve(double, tmp_path / "gcp")
+        run.api, run.usage = double.servicemanagement, double.serviceusage
         yield run
 
 
@@ -183,7 +162,7 @@ def test_routes_follow_the_current_rollout_and_survive_a_restart(gcloud, tmp_pat
 
 def test_config_ids_count_past_nine_in_number_order(tmp_path):
     with Double(tmp_path / "gcp") as double:
-        api, _ = serve(double, tmp_path / "gcp")
+        api = double.servicemanagement
         base = "http://servicemanagement.googleapis.test/v1"
         proxies = {"http": double.url}
         created = requests.post(

@@ -8,20 +8,15 @@ a request body the discovery document does not describe.
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-from pathlib import Path
 
 import pytest
 import requests
 
 from cloudbuild import bootstrap
-from cloudbuild.config import ROOT, load
+from cloudbuild.config import load
 from cloudbuild.double import Double
-from cloudbuild.double.artifactregistry_api import ArtifactRegistryApi
-from cloudbuild.double.gcloud import gcloud_env
 from cloudbuild.double.iam_api import IamApi
-from cloudbuild.double.resourcemanager_api import ResourceManagerApi
+from tests.gcp_double_fixture import gcloud_runner
 
 PROJECT = "example-project-123"
 REGION = "europe-west1"
@@ -30,30 +25,11 @@ MEMBER = f"serviceAccount:{EMAIL}"
 REPOSITORY = f"projects/{PROJECT}/locations/{REGION}/repositories/ml"
 
 
-def serve(double: Double, state: Path) -> tuple[IamApi, ArtifactRegistryApi]:
-    """The double's own IAM and Artifact Registry once server.py serves them; until then, ours."""
-    iam = getattr(double, "iam", None) or double.register(IamApi(state / "iam"))
-    if not hasattr(double, "resourcemanager"):
-        double.register(ResourceManagerApi(iam))
-    registry = getattr(double, "artifactregistry", None) or double.register(
-        ArtifactRegistryApi(state / "artifactregistry", iam)
-    )
-    return iam, registry
-
-
 @pytest.fixture
 def gcloud(tmp_path):
     with Double(tmp_path / "gcp") as double:
-        run_env = {**os.environ, **gcloud_env(double, tmp_path / "gcloud", PROJECT)}
-
-        def run(*args: str) -> subprocess.CompletedProcess:
-            return subprocess.run(
-                ["gcloud", *args, "--project", PROJECT],
-                env=run_env, capture_output=True, text=True, cwd=ROOT, timeout=120,
-            )  # fmt: skip
-
-        run.double = double
-        run.iam, run.registry = serve(double, tmp_path / "gcp")
+        run = gcloud_runner(double, tmp_path, PROJECT, add_project_flag=True)
+        run.iam, run.registry = double.iam, double.artifactregistry
         yield run
 
 

@@ -7,7 +7,6 @@ document and Cloud Build's substitution rules, as the service would.
 
 from __future__ import annotations
 
-import os
 import subprocess
 from pathlib import Path
 
@@ -18,8 +17,8 @@ from cloudbuild import triggers
 from cloudbuild.builders import BUILDERS
 from cloudbuild.config import ROOT, load, parse
 from cloudbuild.double import Double
-from cloudbuild.double.gcloud import gcloud_env
 from cloudbuild.pipelines import PIPELINES
+from tests.gcp_double_fixture import gcloud_runner
 
 PROJECT = load().gcp_project_id
 
@@ -27,15 +26,7 @@ PROJECT = load().gcp_project_id
 @pytest.fixture
 def gcloud(tmp_path):
     with Double(tmp_path / "gcp") as double:
-        env = {**os.environ, **gcloud_env(double, tmp_path / "gcloud", PROJECT)}
-
-        def run(*args: str) -> subprocess.CompletedProcess:
-            return subprocess.run(
-                ["gcloud", *args], env=env, capture_output=True, text=True, cwd=ROOT, timeout=120
-            )
-
-        run.double = double
-        yield run
+        yield gcloud_runner(double, tmp_path, PROJECT)
 
 
 def submit(gcloud, config: Path, substitutions: dict[str, str]) -> subprocess.CompletedProcess:
