@@ -22,12 +22,11 @@ import json
 import re
 import threading
 import uuid
-from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
-from cloudbuild.double import discovery
+from cloudbuild.double import discovery, state
 from cloudbuild.double.http import ApiError, Request, Response
 from cloudbuild.double.iam_api import IamApi
 
@@ -46,10 +45,6 @@ _REPOSITORIES = re.compile(_LOCATION + r"/repositories")
 _REPOSITORY = re.compile(_REPOSITORIES.pattern + r"/(?P<repository>[^/:]+)")
 _REPOSITORY_POLICY = re.compile(_REPOSITORY.pattern + r":(?P<verb>getIamPolicy|setIamPolicy)")
 _OPERATION = re.compile(_LOCATION + r"/operations/(?P<operation>[^/:]+)")
-
-
-def _now() -> str:
-    return datetime.now(UTC).isoformat().replace("+00:00", "Z")
 
 
 class ArtifactRegistryApi:
@@ -103,7 +98,7 @@ class ArtifactRegistryApi:
             raise ApiError(400, "The repository format must be specified.")
         _check_cleanup_policies(body.get("cleanupPolicies", {}))
         fields = discovery.output_only(discovery.document(DOCUMENT), "Repository")
-        now = _now()
+        now = state.now()
         repository = {key: value for key, value in body.items() if key not in fields}
         repository.update(
             {
@@ -155,7 +150,7 @@ class ArtifactRegistryApi:
                     repository[field] = body[field]
                 else:
                     repository.pop(field, None)
-            repository["updateTime"] = _now()
+            repository["updateTime"] = state.now()
             self._path(project, location, repository_id).write_text(
                 json.dumps(repository, indent=2)
             )
@@ -199,9 +194,7 @@ def _repository(body: Any) -> dict[str, Any]:
     """
     if isinstance(body, dict) and isinstance(body.get("cleanupPolicies"), dict):
         body = {**body, "cleanupPolicies": _canonical(body["cleanupPolicies"])}
-    found = discovery.problems(discovery.document(DOCUMENT), "Repository", body)
-    if found:
-        raise ApiError(400, "Invalid JSON payload received. " + " ".join(found))
+    discovery.require(discovery.document(DOCUMENT), "Repository", body)
     return body
 
 

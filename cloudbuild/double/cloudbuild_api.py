@@ -19,13 +19,13 @@ import json
 import re
 import threading
 import uuid
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from cloudbuild import substitutions
 from cloudbuild.double import discovery
 from cloudbuild.double.http import ApiError, Request, Response
+from cloudbuild.double.state import now, write_json
 
 DOCUMENT = "cloudbuild.v1"
 _PROJECT = r"/v1/projects/(?P<project>[^/]+)(?:/locations/(?P<location>[^/]+))?"
@@ -44,10 +44,6 @@ OPERATION_METADATA = "type.googleapis.com/google.devtools.cloudbuild.v1.BuildOpe
 
 def _public(build: dict) -> dict:
     return {key: value for key, value in build.items() if key != PRIVATE}
-
-
-def _now() -> str:
-    return datetime.now(UTC).isoformat().replace("+00:00", "Z")
 
 
 class CloudBuildApi:
@@ -120,15 +116,15 @@ class CloudBuildApi:
         with self._lock:
             if (self.triggers_dir / f"{name}.json").exists():
                 raise ApiError(409, f"trigger {name} already exists")
-            stored = {**body, "id": str(uuid.uuid4()), "createTime": _now()}
-            self._save(self.triggers_dir / f"{name}.json", stored)
+            stored = {**body, "id": str(uuid.uuid4()), "createTime": now()}
+            write_json(self.triggers_dir / f"{name}.json", stored)
         return Response.json(stored)
 
     def _update_trigger(self, project: str, name: str, body: dict) -> Response:
         self._check("BuildTrigger", body)
         current = self.trigger(name)
         stored = {**body, "id": current["id"], "createTime": current["createTime"], "name": name}
-        self._save(self.triggers_dir / f"{name}.json", stored)
+        write_json(self.triggers_dir / f"{name}.json", stored)
         return Response.json(stored)
 
     # ---- state ----------------------------------------------------------------------
@@ -157,7 +153,7 @@ class CloudBuildApi:
 
     def update(self, build: dict) -> None:
         """Record what became of a build (status, steps, times) after running it."""
-        self._save(self.builds_dir / f"{build['id']}.json", build)
+        write_json(self.builds_dir / f"{build['id']}.json", build)
 
     def _queue(
         self, project: str, location: str, body: dict, trigger: dict | None, branch: str | None
@@ -168,7 +164,7 @@ class CloudBuildApi:
             "id": build_id,
             "projectId": project,
             "status": "QUEUED",
-            "createTime": _now(),
+            "createTime": now(),
             "name": f"projects/{project}/locations/{location}/builds/{build_id}",
         }
         if trigger is not None:
@@ -179,7 +175,7 @@ class CloudBuildApi:
                 "filename": trigger.get("filename", ""),
                 "branch": branch,
             }
-        self._save(self.builds_dir / f"{build_id}.json", build)
+        write_json(self.builds_dir / f"{build_id}.json", build)
         return build
 
     def _operation(self, project: str, build: dict) -> Response:
@@ -194,13 +190,9 @@ class CloudBuildApi:
         )
 
     def _check(self, schema: str, body: Any, ignore_required: bool = False) -> None:
-        found = discovery.problems(discovery.document(DOCUMENT), schema, body)
-        if ignore_required:
-            found = [f for f in found if not f.endswith("Required field is not set.")]
-        if found:
-            raise ApiError(400, "Invalid JSON payload received. " + " ".join(found))
-
-    def _save(self, path: Path, document: dict) -> None:
-        temporary = path.with_suffix(".tmp")
-        temporary.write_text(json.dumps(document, indent=2))
-        temporary.replace(path)
+        discovery.require(
+            discovery.document(DOCUMENT),
+            schema,
+            body,
+            ignore=lambda p: ignore_required and p.endswith("Required field is not set."),
+        )

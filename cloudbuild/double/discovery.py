@@ -10,10 +10,13 @@ from __future__ import annotations
 
 import functools
 import json
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import googleapiclient
+
+from cloudbuild.double.http import ApiError
 
 DOCUMENTS = Path(googleapiclient.__file__).parent / "discovery_cache" / "documents"
 INT64_FORMATS = ("int64", "uint64")
@@ -36,6 +39,19 @@ def problems(doc: dict[str, Any], schema: str, value: Any, enum_numbers: bool = 
     found: list[str] = []
     _check(doc["schemas"], {"$ref": schema}, value, "", enum_numbers, found)
     return found
+
+
+def require(
+    doc: dict[str, Any], schema: str, value: Any, ignore: Callable[[str], bool] = lambda _: False
+) -> None:
+    """Refuse `value` with a 400, in Google's words, unless it is a valid `schema`.
+
+    `ignore` drops the problems an API's service accepts although its document calls
+    them errors (a "Required." field that the URL already carries, say).
+    """
+    found = [problem for problem in problems(doc, schema, value) if not ignore(problem)]
+    if found:
+        raise ApiError(400, "Invalid JSON payload received. " + " ".join(found))
 
 
 def output_only(doc: dict[str, Any], schema: str) -> list[str]:

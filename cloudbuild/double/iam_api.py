@@ -100,11 +100,7 @@ class IamApi:
         raise ApiError(404, f"IAM has no {method} {path}")
 
     def _create(self, project: str, body: dict) -> dict[str, Any]:
-        found = discovery.problems(
-            discovery.document(DOCUMENT), "CreateServiceAccountRequest", body
-        )
-        if found:
-            raise ApiError(400, "Invalid JSON payload received. " + " ".join(found))
+        discovery.require(discovery.document(DOCUMENT), "CreateServiceAccountRequest", body)
         if project == "-":
             raise ApiError(400, "A service account is created in a named project, not '-'.")
         fields = body.get("serviceAccount", {})
@@ -183,9 +179,7 @@ class IamApi:
 
     def set_policy(self, resource: str, request: Any, document: str) -> dict[str, Any]:
         """Apply a SetIamPolicyRequest of `document`'s API to `resource`, as IAM does."""
-        found = discovery.problems(discovery.document(document), "SetIamPolicyRequest", request)
-        if found:
-            raise ApiError(400, "Invalid JSON payload received. " + " ".join(found))
+        discovery.require(discovery.document(document), "SetIamPolicyRequest", request)
         policy = request.get("policy", {})
         bindings = _merged(policy.get("bindings", []))
         for binding in bindings:

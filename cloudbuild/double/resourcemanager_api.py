@@ -33,7 +33,5 @@ class ResourceManagerApi:
         if match["verb"] == "setIamPolicy":
             return Response.json(self.iam.set_policy(resource, request.json(), DOCUMENT))
         body = request.json()
-        found = discovery.problems(discovery.document(DOCUMENT), "GetIamPolicyRequest", body)
-        if found:
-            raise ApiError(400, "Invalid JSON payload received. " + " ".join(found))
+        discovery.require(discovery.document(DOCUMENT), "GetIamPolicyRequest", body)
         return Response.json(self.iam.policy(resource))

@@ -58,13 +58,13 @@ import string
 import threading
 import uuid
 from collections.abc import Callable
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from cloudbuild.double import discovery
+from cloudbuild.double import discovery, state
 from cloudbuild.double.http import ApiError, Request, Response, same_etag
 from cloudbuild.double.iam_api import ConcurrentChange
+from cloudbuild.double.state import write_json
 
 DOCUMENT = "run.v1"
 KNATIVE_API = "serving.knative.dev/v1"
@@ -251,7 +251,7 @@ class RunApi:
         latest = entry if new else _latest_ready(revisions)
         resolved = _resolve_traffic(traffic, name, revisions, latest, host)
 
-        now = _now()
+        now = state.now()
         metadata = {
             **body["metadata"],
             "namespace": project,
@@ -410,20 +410,12 @@ class RunApi:
         ]
 
     def _save(self, project: str, region: str, name: str, record: dict[str, Any]) -> None:
-        path = self._path(project, region, name)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        staged = path.with_suffix(".tmp")
-        staged.write_text(json.dumps(record, indent=2))
-        staged.replace(path)  # a GET never reads a half-written service
+        write_json(self._path(project, region, name), record)
 
     def _check(self, schema: str, body: Any) -> None:
-        found = [
-            problem
-            for problem in discovery.problems(self._document, schema, body)
-            if problem != TEMPLATE_NAMESPACE_MISSING
-        ]
-        if found:
-            raise ApiError(400, "Invalid JSON payload received. " + " ".join(found))
+        discovery.require(
+            self._document, schema, body, ignore=lambda p: p == TEMPLATE_NAMESPACE_MISSING
+        )
 
 
 # ---- Cloud Run's rules ----------------------------------------------------------------
@@ -745,7 +737,3 @@ def _missing(kind: str, name: str, region: str, project: str) -> str:
         f"Resource '{name}' of kind '{kind}' in region '{region}' in project "
         f"'{project}' does not exist."
     )
-
-
-def _now() -> str:
-    return datetime.now(UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")

@@ -53,6 +53,7 @@ import yaml
 from cloudbuild import openapi
 from cloudbuild.double import discovery
 from cloudbuild.double.http import ApiError, Request, Response
+from cloudbuild.double.state import now, write_json
 
 DOCUMENT = "servicemanagement.v1"
 TYPE_PREFIX = "type.googleapis.com/google.api.servicemanagement.v1."
@@ -77,10 +78,6 @@ _ROUTES = {
     "rollout": re.compile(_SERVICE + r"/rollouts/(?P<id>[^/:]+)"),
     "operation": re.compile(r"/v1/operations/(?P<id>[^/]+)"),
 }
-
-
-def _now() -> str:
-    return datetime.now(UTC).isoformat().replace("+00:00", "Z")
 
 
 class ServiceManagementApi:
@@ -134,7 +131,7 @@ class ServiceManagementApi:
                 raise ApiError(409, f"Service '{name}' already exists.")
             folder.mkdir(parents=True)
             service = {"serviceName": name, "producerProjectId": body["producerProjectId"]}
-            _save(folder / "service.json", service)
+            write_json(folder / "service.json", service)
         operation = f"services.{name}:{uuid.uuid4()}"
         return self._done(operation, [f"services/{name}"], "ManagedService", service)
 
@@ -160,7 +157,7 @@ class ServiceManagementApi:
             config_id = _next_id(self._folder(name) / "configs")
             config = convert(spec, config_id, service["producerProjectId"], source)
             if not body.get("validateOnly"):
-                _save(self._folder(name) / "configs" / f"{config_id}.json", config)
+                write_json(self._folder(name) / "configs" / f"{config_id}.json", config)
         response = {"serviceConfig": _view(config, full=False)}
         resources = [f"services/{name}/configs/{config_id}"]
         operation = f"serviceConfigs.{name}:{uuid.uuid4()}"
@@ -180,14 +177,14 @@ class ServiceManagementApi:
         with self._lock:
             rollout = {
                 "rolloutId": _next_id(folder / "rollouts"),
-                "createTime": _now(),
+                "createTime": now(),
                 "status": "SUCCESS",
                 "trafficPercentStrategy": {
                     "percentages": {key: float(value) for key, value in percentages.items()}
                 },
                 "serviceName": name,
             }
-            _save(folder / "rollouts" / f"{rollout['rolloutId']}.json", rollout)
+            write_json(folder / "rollouts" / f"{rollout['rolloutId']}.json", rollout)
         operation = f"rollouts.{name}:{rollout['rolloutId']}"
         resources = [f"services/{name}/rollouts/{rollout['rolloutId']}"]
         return self._done(operation, resources, "Rollout", rollout)
@@ -201,13 +198,13 @@ class ServiceManagementApi:
             "metadata": {
                 "@type": TYPE_PREFIX + "OperationMetadata",
                 "resourceNames": resources,
-                "startTime": _now(),
+                "startTime": now(),
                 "progressPercentage": 100,
             },
             "done": True,
             "response": {"@type": TYPE_PREFIX + kind, **response},
         }
-        _save(self._operations / f"{quote(operation, safe='')}.json", document)
+        write_json(self._operations / f"{quote(operation, safe='')}.json", document)
         return document
 
     def _operation(self, operation: str) -> dict[str, Any]:
@@ -217,9 +214,7 @@ class ServiceManagementApi:
         return json.loads(path.read_text())
 
     def _check(self, schema: str, body: Any) -> None:
-        found = discovery.problems(discovery.document(DOCUMENT), schema, body)
-        if found:
-            raise ApiError(400, "Invalid JSON payload received. " + " ".join(found))
+        discovery.require(discovery.document(DOCUMENT), schema, body)
 
     # ---- state ----------------------------------------------------------------------
 
@@ -521,10 +516,3 @@ def _key_location(locations: dict[str, dict], selector: str) -> dict[str, str]:
     if "httpHeader" in parameter:
         return {"in": "header", "name": parameter["httpHeader"]}
     return {"in": "query", "name": parameter["urlQueryParameter"]}
-
-
-def _save(path: Path, document: dict[str, Any]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_suffix(".tmp")
-    temporary.write_text(json.dumps(document, indent=2))
-    temporary.replace(path)

@@ -29,6 +29,7 @@ from typing import Any
 
 from cloudbuild.double import discovery
 from cloudbuild.double.http import ApiError, Request, Response
+from cloudbuild.double.state import write_json
 
 DOCUMENT = "serviceusage.v1"
 GOOGLE_APIS = ".googleapis.com"
@@ -95,10 +96,7 @@ class ServiceUsageApi:
         with self._lock:
             before = self.enabled(project)
             after = before | set(names)
-            path = self._projects / f"{project}.json"
-            staged = path.with_suffix(".tmp")
-            staged.write_text(json.dumps(sorted(after), indent=2))
-            staged.replace(path)
+            write_json(self._projects / f"{project}.json", sorted(after))
         services = [self._service(project, name) for name in names]
         if batch:
             response = {"@type": TYPES + "BatchEnableServicesResponse", "services": services}
@@ -114,9 +112,7 @@ class ServiceUsageApi:
             },
         }
         finished = {**operation, "done": True, "response": response}
-        (self._operations / f"{operation['name'].split('/')[1]}.json").write_text(
-            json.dumps(finished, indent=2)
-        )
+        write_json(self._operations / f"{operation['name'].split('/')[1]}.json", finished)
         # Pending when first answered, as Service Usage's are; done when gcloud looks.
         return operation
 
@@ -147,6 +143,4 @@ class ServiceUsageApi:
             )
 
     def _check(self, schema: str, body: Any) -> None:
-        found = discovery.problems(self._document, schema, body)
-        if found:
-            raise ApiError(400, "Invalid JSON payload received. " + " ".join(found))
+        discovery.require(self._document, schema, body)

@@ -23,15 +23,15 @@ import re
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from google.cloud.aiplatform_v1.types import CustomJob
 from google.protobuf import json_format
 
-from cloudbuild.double import discovery
+from cloudbuild.double import discovery, state
 from cloudbuild.double.http import ApiError, Request, Response
+from cloudbuild.double.state import write_json
 
 if TYPE_CHECKING:
     from cloudbuild.double.server import Double
@@ -127,7 +127,7 @@ class VertexApi:
             raise ApiError(400, "Invalid CustomJob. " + " ".join(found))
         for field in discovery.output_only(self._document, SCHEMA):
             job.pop(field, None)
-        now = _now()
+        now = state.now()
         with self._lock:
             job_id = str(len(list(self._jobs.glob("*.json"))) + 1)
             job.update(
@@ -151,7 +151,7 @@ class VertexApi:
         return job
 
     def _run(self, job: dict[str, Any]) -> None:
-        now = _now()
+        now = state.now()
         job = self._update(job, state="JOB_STATE_RUNNING", startTime=now, updateTime=now)
         try:
             outcome = self.runner(job, self._double)
@@ -163,7 +163,7 @@ class VertexApi:
     def _end(self, job: dict[str, Any], outcome: Outcome) -> None:
         if outcome.logs:
             self.log_path(job).write_text(outcome.logs)
-        now = _now()
+        now = state.now()
         if outcome.succeeded:
             self._update(job, state="JOB_STATE_SUCCEEDED", endTime=now, updateTime=now)
         else:
@@ -177,10 +177,7 @@ class VertexApi:
         return job
 
     def _save(self, job: dict[str, Any]) -> None:
-        path = self._jobs / f"{_job_id(job)}.json"
-        staged = path.with_suffix(".tmp")
-        staged.write_text(json.dumps(job, indent=2))
-        staged.replace(path)  # a GET never reads a half-written job
+        write_json(self._jobs / f"{_job_id(job)}.json", job)
 
     def _render(self, request: Request, job: dict[str, Any]) -> Response:
         if "enum-encoding=int" in request.query.get("$alt", ""):
@@ -200,7 +197,3 @@ def _names_for_enums(body: dict[str, Any]) -> dict[str, Any]:
 
 def _job_id(job: dict[str, Any]) -> str:
     return job["name"].rsplit("/", 1)[-1]
-
-
-def _now() -> str:
-    return datetime.now(UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")

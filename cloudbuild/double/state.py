@@ -1,0 +1,21 @@
+"""How every API of the double keeps its state: JSON files, written whole."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+
+def now() -> str:
+    """A timestamp as Google's APIs write them (RFC 3339, UTC, "Z")."""
+    return datetime.now(UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")
+
+
+def write_json(path: Path, document: Any) -> None:
+    """Replace `path` in one step, so a concurrent reader never sees half a file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    staged = path.with_suffix(".tmp")
+    staged.write_text(json.dumps(document, indent=2))
+    staged.replace(path)
