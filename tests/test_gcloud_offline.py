@@ -49,11 +49,17 @@ def test_gcloud_accepts_each_build_config_as_written(gcloud, pipeline):
     assert sent["body"]["options"]["logging"] == "CLOUD_LOGGING_ONLY"
 
 
+def api_config_variant(folder: Path, change) -> Path:
+    """A copy of the api build config with `change(config)` applied."""
+    config = yaml.safe_load((ROOT / "cloudbuild/api.yaml").read_text())
+    change(config)
+    path = folder / "variant.yaml"
+    path.write_text(yaml.safe_dump(config))
+    return path
+
+
 def test_an_unknown_field_fails_in_gcloud_before_any_request(gcloud, tmp_path):
-    broken = yaml.safe_load((ROOT / "cloudbuild/api.yaml").read_text())
-    broken["steps"][0]["argz"] = ["oops"]
-    path = tmp_path / "broken.yaml"
-    path.write_text(yaml.safe_dump(broken))
+    path = api_config_variant(tmp_path, lambda c: c["steps"][0].update(argz=["oops"]))
     result = submit(gcloud, path, BUILDERS)
     assert result.returncode != 0
     assert "argz" in result.stderr
@@ -61,20 +67,16 @@ def test_an_unknown_field_fails_in_gcloud_before_any_request(gcloud, tmp_path):
 
 
 def test_a_shell_variable_without_dollar_dollar_is_refused_like_the_service_does(gcloud, tmp_path):
-    broken = yaml.safe_load((ROOT / "cloudbuild/api.yaml").read_text())
-    broken["steps"][0]["env"] = ["HOME_DIR=$HOME"]
-    path = tmp_path / "broken.yaml"
-    path.write_text(yaml.safe_dump(broken))
+    path = api_config_variant(tmp_path, lambda c: c["steps"][0].update(env=["HOME_DIR=$HOME"]))
     result = submit(gcloud, path, BUILDERS)
     assert result.returncode != 0
     assert 'key in the template "HOME" is not a valid built-in substitution' in result.stderr
 
 
 def test_an_unknown_substitution_is_refused_under_must_match(gcloud, tmp_path):
-    strict = yaml.safe_load((ROOT / "cloudbuild/api.yaml").read_text())
-    strict["options"]["substitutionOption"] = "MUST_MATCH"
-    path = tmp_path / "strict.yaml"
-    path.write_text(yaml.safe_dump(strict))
+    path = api_config_variant(
+        tmp_path, lambda c: c["options"].update(substitutionOption="MUST_MATCH")
+    )
     result = submit(gcloud, path, {**BUILDERS, "_UNUSED": "x"})
     assert result.returncode != 0
     assert 'key "_UNUSED" in the substitution data is not matched' in result.stderr

@@ -36,6 +36,8 @@ from cloudbuild.config import ROOT, Config, load
 from cloudbuild.double import Double, runners
 from cloudbuild.double.gcloud import gcloud_env
 from cloudbuild.double.storage import StorageApi
+from cloudbuild.env import variables
+from cloudbuild.names import names
 from cloudbuild.plan import ChangedFileError, changed_file, fired_files
 from cloudbuild.preflight import builders, executor, report, workspace
 from cloudbuild.preflight.apis import register_apis
@@ -144,7 +146,7 @@ class Session:
             "branch": private["branch"],
             "config": private["filename"],
         }
-        refused = [p for p in substitutions.problems(config, values, must_match=False)]
+        refused = substitutions.problems(config, values, must_match=False)
         if refused:
             result = executor.BuildResult(status="FAILURE", steps=[])
             record["error"] = "; ".join(refused)
@@ -246,9 +248,6 @@ class Session:
         }
 
     def _names(self) -> dict[str, str]:
-        from cloudbuild.env import variables
-        from cloudbuild.names import names
-
         return variables(self.config, names(self.config, self.branch, self.sha))
 
 
