@@ -24,6 +24,10 @@ COMMANDS = {
     "resolve-model": Command(
         "cloudbuild.models:resolve_main", "download the model a branch serves"
     ),
+    "experiment": Command(
+        "cloudbuild.experiment:main", "check, resolve and publish the A/B experiment"
+    ),
+    "ab-report": Command("cloudbuild.ab_report:main", "analyse an A/B experiment's logs"),
     "preflight": Command("cloudbuild.preflight.session:main", "run a push's pipelines offline"),
 }
 

@@ -78,7 +78,11 @@ GRANTS: dict[str, list[Grant]] = {
     ],
     "api": [
         Grant(*LOG_WRITER, on="project"),
-        Grant("roles/storage.objectViewer", "read the model it packages", "bucket"),
+        Grant(
+            "roles/storage.objectUser",
+            "read the model it packages, record which model each branch serves",
+            "bucket",
+        ),
         Grant(
             "roles/artifactregistry.writer", "push the API image and its layer cache", "repository"
         ),
@@ -97,6 +101,11 @@ GRANTS: dict[str, list[Grant]] = {
     "auth": [
         Grant(*LOG_WRITER, on="project"),
         Grant("roles/artifactregistry.writer", "push the gateway image", "repository"),
+        Grant(
+            "roles/storage.objectUser",
+            "read deployment records, publish the A/B experiment config",
+            "bucket",
+        ),
         Grant(
             "roles/run.admin",
             "deploy the gateway and open it to callers (ESPv2 checks them)",

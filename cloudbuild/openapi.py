@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import json
 import re
 import sys
 from pathlib import Path
@@ -24,6 +25,7 @@ import yaml
 
 from cloudbuild.cli_common import PROG, add_config_argument, checked
 from cloudbuild.config import ROOT, Config, ConfigError, load
+from cloudbuild.experiment import gateway_paths
 from cloudbuild.names import check_branch, check_sha
 
 SPEC_PATH = ROOT / "openapi" / "openapi.yaml"
@@ -39,6 +41,7 @@ JWKS_URI = "https://www.googleapis.com/robot/v1/metadata/x509/{email}"
 # below Cloud Run's own request timeout (300 s by default) on both services.
 BACKEND_DEADLINE_SECONDS = 60.0
 
+PREDICT_PATH = "/predict"
 HTTP_METHODS = ("get", "put", "post", "delete", "options", "head", "patch")
 PATH_TRANSLATIONS = ("APPEND_PATH_TO_ADDRESS", "CONSTANT_ADDRESS")
 BACKEND_PROTOCOLS = ("http/1.1", "h2")
@@ -60,11 +63,19 @@ class OpenApiError(ValueError):
     """A spec, host, URL or Dockerfile that render-openapi cannot use."""
 
 
-def render(config: Config, spec: dict, gateway_host: str, backend_url: str) -> dict:
+def render(
+    config: Config,
+    spec: dict,
+    gateway_host: str,
+    backend_url: str,
+    experiment: dict | None = None,
+) -> dict:
     """A copy of `spec` completed for the gateway at `gateway_host` in front of `backend_url`.
 
     `gateway_host` is the gateway's Cloud Run host without `https://`; it is also
     the Endpoints service name. `backend_url` is the private API's Cloud Run URL.
+    `experiment` is the running A/B experiment as `experiment resolve` wrote it:
+    each variant gets a route to its branch's revision (see experiment.py).
     """
     problem = dns_name_problem(gateway_host)
     if problem:
@@ -90,6 +101,15 @@ def render(config: Config, spec: dict, gateway_host: str, backend_url: str) -> d
             "x-google-audiences": f"https://{gateway_host}",
         }
     )
+    predict = body.get("paths", {}).get(PREDICT_PATH, {}).get("post")
+    if experiment and not isinstance(predict, dict):
+        raise OpenApiError(f"paths.{PREDICT_PATH}.post: variant routes are copies of it")
+    for path, item in gateway_paths(
+        experiment, predict, _run_audience, BACKEND_DEADLINE_SECONDS
+    ).items():
+        if path in body["paths"]:
+            raise OpenApiError(f"paths.{path}: the spec already has it; variant routes are ours")
+        body["paths"][path] = item
     # Host and backend right after info, where a reader of the deployed file looks.
     front = {key: body.pop(key) for key in ("swagger", "info") if key in body}
     return {
@@ -471,15 +491,21 @@ def render_main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--spec", type=Path, default=SPEC_PATH, help="default: %(default)s")
     parser.add_argument("--out", type=Path, help="write here instead of standard output")
+    parser.add_argument(
+        "--experiment",
+        type=Path,
+        help="the A/B experiment as `experiment resolve` wrote it: one route per variant",
+    )
     parser.add_argument("--branch", type=checked(check_branch), help="record the build's branch")
     parser.add_argument("--sha", type=checked(check_sha), help="record the build's commit")
     add_config_argument(parser)
     args = parser.parse_args(argv)
     try:
+        experiment = json.loads(args.experiment.read_text()) if args.experiment else None
         rendered = render(
-            load(args.config), read_spec(args.spec), args.gateway_host, args.backend_url
+            load(args.config), read_spec(args.spec), args.gateway_host, args.backend_url, experiment
         )
-    except (ConfigError, OpenApiError) as error:
+    except (ConfigError, OpenApiError, OSError, ValueError) as error:
         return _fail(str(error))
     if args.branch and args.sha:
         # The published Endpoints config then says which commit it came from.

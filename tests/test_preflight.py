@@ -5,7 +5,9 @@
 (b) a feature branch touching only training/: its own model and tagged revision;
 (c) a feature branch touching only api/ with no model of its own: production's model;
 (d) a branch name that tries to inject a command: refused, nothing executes;
-(e) a broken training change: the build fails at the job, no pointer moves, no deploy.
+(e) a broken training change: the build fails at the job, no pointer moves, no deploy;
+(f) an A/B experiment pushed to production: a gateway route and a prediction per
+    variant, the config published; ending it removes the routes.
 
 Case (a) runs once; each other case starts from a copy of its state, as a second
 push finds the first one's model and services.
@@ -159,26 +161,34 @@ def test_d_a_branch_name_that_injects_a_command_is_refused_and_nothing_runs(
     assert "step 'names' failed" in result.stdout
 
 
-def test_e_a_broken_training_change_fails_at_the_job_and_moves_nothing(after_production, tmp_path):
-    project = tmp_path / "project"
+def project_with(project: Path, edits: dict[str, str]) -> Path:
+    """A committed copy of the working tree at `project`, with `edits` (path -> text)."""
     files = subprocess.run(
         ["git", "ls-files", "-z", "-co", "--exclude-standard"],
         cwd=ROOT, capture_output=True, text=True, check=True,
     ).stdout.split("\0")  # fmt: skip
-    for name in filter(None, files):
-        if (ROOT / name).exists():
-            (project / name).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(ROOT / name, project / name, follow_symlinks=False)
-    train = project / "training" / "train.py"
-    train.write_text(
-        train.read_text() + "\n\ndef train(*args, **kwargs):\n"
-        "    raise RuntimeError('a broken change')\n"
-    )
-    for command in (["init", "-q"], ["add", "-A"], ["commit", "-qm", "broken"]):
+    if not project.exists():
+        for name in filter(None, files):
+            if (ROOT / name).exists():
+                (project / name).parent.mkdir(parents=True, exist_ok=True)
+                shutil.copy2(ROOT / name, project / name, follow_symlinks=False)
+        subprocess.run(["git", "init", "-q"], cwd=project, check=True)
+    for name, text in edits.items():
+        (project / name).write_text(text)
+    for command in (["add", "-A"], ["commit", "-qm", "change", "--allow-empty"]):
         subprocess.run(
             ["git", "-c", "user.name=t", "-c", "user.email=t@localhost", *command],
             cwd=project, check=True,
         )  # fmt: skip
+    return project
+
+
+def test_e_a_broken_training_change_fails_at_the_job_and_moves_nothing(after_production, tmp_path):
+    train = ROOT / "training" / "train.py"
+    broken = train.read_text() + (
+        "\n\ndef train(*args, **kwargs):\n    raise RuntimeError('a broken change')\n"
+    )
+    project = project_with(tmp_path / "project", {"training/train.py": broken})
     branch = "feature/broken"
     result, found = preflight(after_production, branch, "training/train.py", root=project)
     assert result.returncode != 0
@@ -190,3 +200,57 @@ def test_e_a_broken_training_change_fails_at_the_job_and_moves_nothing(after_pro
     assert slug(branch) not in found["models"]
     api = service(found, f"{CONFIG.project_name}-api")
     assert slug(branch) not in {t["tag"] for t in api["traffic"]}
+
+
+EXPERIMENT = """\
+experiment: bigger-c
+salt: bigger-c-2026-11
+variants:
+  - name: control
+    branch: {production}
+    weight: 70
+  - name: treatment
+    branch: feature/bigger-c
+    weight: 30
+"""
+
+
+def test_f_an_experiment_gets_a_route_and_a_prediction_per_variant(after_production, tmp_path):
+    treatment = "feature/bigger-c"
+    result, found = preflight(after_production, treatment, "training/train.py")
+    assert result.returncode == 0, result.stdout[-3000:]
+
+    # Declaring it on a feature branch only checks it: what production published stays.
+    declared = {"auth/experiment.yaml": EXPERIMENT.format(production=PRODUCTION)}
+    project = project_with(tmp_path / "project", declared)
+    result, found = preflight(after_production, treatment, "auth/experiment.yaml", root=project)
+    assert result.returncode == 0, result.stdout[-3000:]
+    assert found["experiment"]["document"]["variants"] == []
+
+    result, found = preflight(after_production, PRODUCTION, "auth/experiment.yaml", root=project)
+    assert result.returncode == 0, result.stdout[-3000:]
+    assert by_pipeline(found) == [("auth", "SUCCESS")]
+    document = found["experiment"]["document"]
+    assert document["experiment"] == "bigger-c" and document["control"] == "control"
+    assert [(v["name"], v["weight"]) for v in document["variants"]] == [
+        ("control", 70),
+        ("treatment", 30),
+    ]
+    models = {v["name"]: v["model_commit"] for v in document["variants"]}
+    assert models["treatment"] == found["models"][slug(treatment)]["commit"]
+    assert models["control"] == found["models"][slug(PRODUCTION)]["commit"]
+    answers = {p["variant"]: p for p in found["experiment"]["predictions"]}
+    for name, branch in (("control", PRODUCTION), ("treatment", treatment)):
+        assert answers[name]["status"] == 200, answers[name]
+        assert answers[name]["url"].endswith(f"/variants/{name}/predict")
+        assert answers[name]["response"]["model"] == {"commit": models[name], "branch": branch}
+    assert "treatment     30%  POST /variants/treatment/predict -> 200" in result.stdout
+
+    # Ending the experiment removes the routes: the gateway answers 404 for them.
+    ended = project_with(project, {"auth/experiment.yaml": "variants: []\n"})
+    result, found = preflight(after_production, PRODUCTION, "auth/experiment.yaml", root=ended)
+    assert result.returncode == 0, result.stdout[-3000:]
+    assert found["experiment"]["document"]["variants"] == []
+    deployed = after_production / "runs" / f"1-{CONFIG.project_name}-auth" / "workspace"
+    spec = (deployed / "build" / "openapi.yaml").read_text()
+    assert "/predict:" in spec and "/variants/" not in spec

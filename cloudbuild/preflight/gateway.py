@@ -121,11 +121,13 @@ class Gateway(_Server):
         address = backend.get("address")
         if not address:
             return 503, f"no backend for {route.selector}"
-        base = self.resolve_backend(address)
+        parts = urlsplit(address)
+        # A service is found by its origin; the address's path is the route on it.
+        base = self.resolve_backend(f"{parts.scheme}://{parts.netloc}").rstrip("/")
         if backend.get("pathTranslation", "APPEND_PATH_TO_ADDRESS") == "APPEND_PATH_TO_ADDRESS":
-            upstream = base.rstrip("/") + urlsplit(address).path.rstrip("/") + path
+            upstream = base + parts.path.rstrip("/") + path
         else:
-            upstream = base.rstrip("/") + urlsplit(address).path
+            upstream = base + parts.path
         return None, upstream + (f"?{query}" if query else ""), float(backend.get("deadline", 15))
 
     def serve(self, handler: BaseHTTPRequestHandler) -> None:

@@ -12,7 +12,7 @@ if TYPE_CHECKING:
 OUTPUT_TAIL = 3000  # characters of a failed step's output worth showing
 
 
-def state(session: Session, prediction: dict | None) -> dict[str, Any]:
+def state(session: Session, prediction: dict | None, experiment: dict | None) -> dict[str, Any]:
     images = [json.loads(p.read_text()) for p in sorted(session.images.glob("*.json"))]
     return {
         "branch": session.branch,
@@ -22,6 +22,7 @@ def state(session: Session, prediction: dict | None) -> dict[str, Any]:
         "models": session.apis.models(session.config),
         "services": session.apis.run.services(),
         "prediction": prediction,
+        "experiment": experiment,
     }
 
 
@@ -76,6 +77,25 @@ def summary(found: dict[str, Any]) -> str:
         lines.append("  " + json.dumps(prediction["response"])[:1500])
     else:
         lines.append("prediction: none (nothing was deployed by this push)")
+    experiment = found.get("experiment")
+    if experiment:
+        document = experiment["document"]
+        lines.append("")
+        if not document["variants"]:
+            lines.append("A/B experiment: none running (published config has no variants)")
+        else:
+            lines.append(
+                f"A/B experiment {document['experiment']!r} (control {document['control']!r}),"
+                " one gateway route per variant:"
+            )
+        for variant, answer in zip(document["variants"], experiment["predictions"], strict=True):
+            response = answer["response"]
+            model = response.get("model", {}) if isinstance(response, dict) else {}
+            lines.append(
+                f"  {variant['name']:<12} {variant['weight']:>3}%  POST {variant['route']} -> "
+                f"{answer['status']} (model {model.get('commit', '?')[:7]} of "
+                f"{model.get('branch', '?')}, branch {variant['branch']})"
+            )
     return "\n".join(lines)
 
 

@@ -8,7 +8,8 @@
    builds it starts (training runs the api trigger) are queued in the Cloud Build
    double and run next, as Cloud Build would.
 4. A real prediction goes to what was deployed: through the gateway's routing when
-   the auth pipeline ran, else to the branch's tagged API revision.
+   the auth pipeline ran, else to the branch's tagged API revision; and when an
+   A/B experiment is published, one through each variant's gateway route.
 5. A summary is printed, the whole state written as JSON (--json), and the exit
    status is non-zero when any step failed.
 """
@@ -37,6 +38,7 @@ from cloudbuild.double import Double, runners
 from cloudbuild.double.gcloud import gcloud_env
 from cloudbuild.double.storage import StorageApi
 from cloudbuild.env import variables
+from cloudbuild.experiment import PUBLISHED_OBJECT
 from cloudbuild.names import names
 from cloudbuild.plan import ChangedFileError, changed_file, fired_files
 from cloudbuild.preflight import builders, executor, report, workspace
@@ -47,6 +49,8 @@ from cloudbuild.triggers import active_pipelines, render, trigger_name
 MAX_BUILDS = 10  # a chain that keeps queueing builds is a bug, not a pipeline
 PROJECT_NUMBER = "123456789012"  # no real project behind the double
 SAMPLE_REQUEST = Path("api/sample-request.json")
+# Offline, ESPv2's key and JWT checks are stood in for (see gateway.py): any value passes.
+GATEWAY_CREDENTIALS = {"x-api-key": "preflight-key", "Authorization": "Bearer preflight-token"}
 
 
 def fired_pipelines(config: Config, branch: str, changed: list[str]) -> list[str]:
@@ -91,8 +95,7 @@ class Session:
                         self.config.gcp_project_id, trigger_name(self.config, pipeline), self.branch
                     )
                 self._run_queue()
-                prediction = self._predict()
-                return report.state(self, prediction)
+                return report.state(self, self._predict(), self._experiment())
             finally:
                 launcher.close()
 
@@ -216,19 +219,41 @@ class Session:
         if not {"api", "auth"} & succeeded:
             return None  # nothing this push deployed can answer
         names_env = self._names()
-        body = (self.root / SAMPLE_REQUEST).read_bytes()
         if "auth" in succeeded and names_env["IS_PRODUCTION"] == "true":
-            service, tag = names_env["GATEWAY_SERVICE"], None
-            headers = {"x-api-key": "preflight-key", "Authorization": "Bearer preflight-token"}
+            service, tag, headers = names_env["GATEWAY_SERVICE"], None, GATEWAY_CREDENTIALS
             via = "gateway"
         elif "api" in succeeded:
-            service, tag = names_env["API_SERVICE"], names_env["REVISION_TAG"]
-            headers, via = {}, "branch revision tag"
+            service, tag, headers = names_env["API_SERVICE"], names_env["REVISION_TAG"], {}
+            via = "branch revision tag"
         else:
             return None
         public_url, local = self.apis.run.url_and_local(service, tag)
+        return {"via": via, **self._post(public_url, local, "/predict", headers)}
+
+    def _experiment(self) -> dict | None:
+        """The published A/B config, and a prediction through each variant's gateway route."""
+        succeeded = {b["pipeline"] for b in self.builds if b["status"] == "SUCCESS"}
+        published = self.double.storage.local_path(self.config.bucket, PUBLISHED_OBJECT)
+        if "auth" not in succeeded or not published.is_file():
+            return None
+        document = json.loads(published.read_text())
+        gateway = self._names()["GATEWAY_SERVICE"]
+        public_url, local = self.apis.run.url_and_local(gateway, None)
+        predictions = [
+            {
+                "variant": variant["name"],
+                "branch": variant["branch"],
+                **self._post(public_url, local, variant["route"], GATEWAY_CREDENTIALS),
+            }
+            for variant in document["variants"]
+        ]
+        return {"document": document, "predictions": predictions}
+
+    def _post(self, public_url: str, local: str, path: str, headers: dict) -> dict:
+        """POST the sample request to a deployed service's `path`, as a caller would."""
+        body = (self.root / SAMPLE_REQUEST).read_bytes()
         request = urllib.request.Request(  # noqa: S310 (a loopback revision)
-            local + "/predict", data=body, method="POST",
+            local + path, data=body, method="POST",
             headers={"Content-Type": "application/json", **headers},
         )  # fmt: skip
         started = time.monotonic()
@@ -238,9 +263,8 @@ class Session:
         except urllib.error.HTTPError as error:
             status, text = error.code, error.read().decode()
         return {
-            "via": via,
-            "url": f"{public_url}/predict",
-            "local_url": f"{local}/predict",
+            "url": f"{public_url}{path}",
+            "local_url": f"{local}{path}",
             "status": status,
             "milliseconds": round((time.monotonic() - started) * 1000, 1),
             "request": json.loads(body),
