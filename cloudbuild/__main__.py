@@ -27,6 +27,7 @@ COMMANDS = {
     "experiment": Command(
         "cloudbuild.experiment:main", "check, resolve and publish the A/B experiment"
     ),
+    "traffic": Command("cloudbuild.traffic:main", "split Cloud Run traffic by the experiment"),
     "ab-report": Command("cloudbuild.ab_report:main", "analyse an A/B experiment's logs"),
     "preflight": Command("cloudbuild.preflight.session:main", "run a push's pipelines offline"),
 }
