@@ -37,11 +37,19 @@ class Predictor:
 
     def predict(self, instances: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
         """A label and a probability per class for each instance, in order."""
+        return self.answers(self.probabilities(instances))
+
+    def probabilities(self, instances: Sequence[Mapping[str, Any]]) -> np.ndarray:
+        """One row of class probabilities per instance; rows are independent of each other,
+        which is what lets the batcher score several requests' instances in one call."""
         frame = pd.DataFrame(
             {name: build([row[name] for row in instances]) for name, build in self._columns},
             copy=False,
         )
-        probabilities = self._pipeline.predict_proba(frame)
+        return self._pipeline.predict_proba(frame)
+
+    def answers(self, probabilities: np.ndarray) -> list[dict[str, Any]]:
+        """The predictions for rows of probabilities; refuses rows that are not finite."""
         finite = np.isfinite(probabilities).all(axis=1)
         if not finite.all():
             raise UnscorableInstancesError(np.flatnonzero(~finite).tolist())
