@@ -21,6 +21,10 @@ from cloudbuild.triggers import trigger_name
 # Deployed once, privately, to reserve the gateway's URL before its spec can name it;
 # the same build replaces it with the real gateway.
 GATEWAY_PLACEHOLDER_IMAGE = "us-docker.pkg.dev/cloudrun/container/hello"
+# Cloud Run sends a revision traffic only once this probe passes. The API's health
+# route answers only after the model is loaded (api/main.py), so no request meets a
+# cold model: probed every second, for up to two minutes of start-up.
+API_STARTUP_PROBE = "httpGet.path=/health,periodSeconds=1,timeoutSeconds=1,failureThreshold=120"
 
 
 def variables(config: Config, n: Names) -> dict[str, str]:
@@ -44,6 +48,7 @@ def variables(config: Config, n: Names) -> dict[str, str]:
         API_CONCURRENCY=str(config.api.concurrency),
         API_MIN_INSTANCES=str(config.api.min_instances),
         API_MAX_INSTANCES=str(config.api.max_instances),
+        API_STARTUP_PROBE=API_STARTUP_PROBE,
         GATEWAY_IMAGE_REPO=f"{config.registry}/{config.project_name}-gateway",
         GATEWAY_PLACEHOLDER_IMAGE=GATEWAY_PLACEHOLDER_IMAGE,
         ESP_VERSION=esp_version(),

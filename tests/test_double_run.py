@@ -25,6 +25,7 @@ from cloudbuild.double import Double
 from cloudbuild.double.gcloud import gcloud_env
 from cloudbuild.double.run_api import RevisionFailed, RunApi, service_host
 from cloudbuild.double.serviceusage_api import ServiceUsageApi
+from cloudbuild.env import API_STARTUP_PROBE
 
 PROJECT = "example-project-123"
 REGION = "europe-west1"
@@ -51,7 +52,7 @@ def deploy_api(slug: str, *traffic: str, image: str | None = None) -> list[str]:
         f"--tag={slug}", f"--labels=branch={slug},commit={SHA},project=penguins",
         "--cpu=1", "--memory=1Gi", "--concurrency=40",
         "--min-instances=0", "--max-instances=10",
-        "--cpu-boost", *traffic,
+        "--cpu-boost", f"--startup-probe={API_STARTUP_PROBE}", *traffic,
     ]  # fmt: skip
 
 
@@ -204,6 +205,14 @@ def test_the_first_deploy_creates_the_service_with_its_tag_and_all_the_traffic(c
     annotations = stored["metadata"]["annotations"]
     assert annotations["autoscaling.knative.dev/maxScale"] == "10"
     assert annotations["run.googleapis.com/startup-cpu-boost"] == "True"
+    # No traffic until the model is loaded: the health route answers only then.
+    probe = stored["spec"]["containers"][0]["startupProbe"]
+    assert probe["httpGet"]["path"] == "/health"
+    assert (probe["periodSeconds"], probe["timeoutSeconds"], probe["failureThreshold"]) == (
+        1,
+        1,
+        120,
+    )
 
 
 def test_a_branch_deploy_without_traffic_gets_a_tag_url_and_update_traffic_moves_it(cloud):

@@ -26,6 +26,8 @@ from cloudbuild.experiment import (
     resolve,
 )
 from cloudbuild.names import slug
+from cloudbuild.pipelines import PIPELINES
+from cloudbuild.plan import fired_files
 from tests.gcp_double_fixture import cli
 
 pytest_plugins = ["tests.gcp_double_fixture"]
@@ -267,8 +269,5 @@ def test_resolve_of_an_undeployed_branch_fails_the_step(bucket, tmp_path, capsys
 
 
 def test_the_experiment_file_fires_the_auth_pipeline():
-    from cloudbuild.plan import fired_files
-    from cloudbuild.pipelines import PIPELINES
-
     auth = next(p for p in PIPELINES if p.name == "auth")
     assert fired_files(auth, [str(EXPERIMENT_FILE.relative_to(ROOT))])
