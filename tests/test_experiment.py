@@ -271,3 +271,5 @@ def test_resolve_of_an_undeployed_branch_fails_the_step(bucket, tmp_path, capsys
 def test_the_experiment_file_fires_the_auth_pipeline():
     auth = next(p for p in PIPELINES if p.name == "auth")
     assert fired_files(auth, [str(EXPERIMENT_FILE.relative_to(ROOT))])
+    # The site's client is not part of the gateway: changing it deploys nothing.
+    assert not fired_files(auth, ["auth/abclient/client.py"])
