@@ -18,7 +18,7 @@ CHANGED ?=
 # branch name is data to the shell however it is spelt.
 export BRANCH CHANGED
 
-.PHONY: help setup lock train serve predict test lint unit plan preflight bootstrap clean
+.PHONY: help setup system-packages lock train serve predict test lint unit plan preflight bootstrap clean
 
 help: ## List the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  \033[36m%-12s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -57,7 +57,10 @@ lint: setup ## ruff, hadolint and YAML checks
 	$(BIN)/hadolint training/Dockerfile api/Dockerfile auth/Dockerfile
 	$(BIN)/python -m cloudbuild check-yaml
 
-unit: setup ## Run the project's tests (a file's tests share a worker: fixtures span them)
+system-packages: ## Install what the tests run besides Python (redis-server; apt-get, once)
+	bash tests/system-packages.sh
+
+unit: setup system-packages ## Run the project's tests (a file's tests share a worker: fixtures span them)
 	$(BIN)/python -m pytest -q -n auto --dist loadfile
 
 plan: setup ## Show what a push would fire: make plan BRANCH=b CHANGED="training/x.py ..."
