@@ -98,7 +98,7 @@ def _options(port: int, folder: Path) -> list[str]:
         "port": str(port),
         "save": "",
         "appendonly": "no",
-        "dir": str(folder),
+        "dir": str(folder.resolve()),
     }
     return [word for name, value in options.items() for word in (f"--{name}", value)]
 
