@@ -12,6 +12,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from api.fast_path import FastPath, NotCompilable, agrees, probe_instances
 from api.feature_schema import CategoryFeature, Feature, IntegerFeature, NumberFeature
 
 Column = Callable[[list[Any]], np.ndarray]
@@ -26,6 +27,9 @@ class UnscorableInstancesError(ValueError):
 
 
 class Predictor:
+    """Scores with the fast path (fast_path.py) when it provably equals the pipeline,
+    else with the pipeline itself; `scoring` says which, and `fast_path_refused` why not."""
+
     def __init__(self, pipeline: Any, features: Sequence[Feature]) -> None:
         self._pipeline = pipeline
         by_name = {feature.name: feature for feature in features}
@@ -34,6 +38,18 @@ class Predictor:
             (name, _column_builder(by_name[name])) for name in pipeline.feature_names_in_
         ]
         self._classes: list[str] = [str(label) for label in pipeline.classes_]
+        self._score = self.pipeline_probabilities
+        self.scoring = "scikit-learn pipeline"
+        try:
+            fast = FastPath(pipeline, features)
+            self.fast_path_refused = agrees(
+                fast, self.pipeline_probabilities, probe_instances(features)
+            )
+        except NotCompilable as error:
+            self.fast_path_refused = str(error)
+        if self.fast_path_refused is None:
+            self._score = fast.probabilities
+            self.scoring = "NumPy fast path, checked against the pipeline"
 
     def predict(self, instances: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
         """A label and a probability per class for each instance, in order."""
@@ -42,6 +58,10 @@ class Predictor:
     def probabilities(self, instances: Sequence[Mapping[str, Any]]) -> np.ndarray:
         """One row of class probabilities per instance; rows are independent of each other,
         which is what lets the batcher score several requests' instances in one call."""
+        return self._score(instances)
+
+    def pipeline_probabilities(self, instances: Sequence[Mapping[str, Any]]) -> np.ndarray:
+        """The scikit-learn pipeline's own answer, from a DataFrame built for it."""
         frame = pd.DataFrame(
             {name: build([row[name] for row in instances]) for name, build in self._columns},
             copy=False,

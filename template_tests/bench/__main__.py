@@ -34,6 +34,7 @@ from template_tests.bench import (
     robustness,
     servers,
     systems,
+    venvs,
     workload,
 )
 from template_tests.bench.errors import BenchError
@@ -81,7 +82,13 @@ def run(profile: Profile, out: Path, progress: Progress) -> dict:
     progress(f"timing the raw predict_proba, {profile.raw_predict_calls} calls")
     raw = raw_predict.measure(model_dir, profile.raw_predict_calls, chosen.server)
 
-    under_test = [systems.our_api(model_dir, model.classes)]
+    if profile.with_mlserver:
+        progress("preparing our API's environment (api/requirements.txt, as the image has it)")
+        api_python = venvs.ensure(out / "api-venv", systems.API_REQUIREMENTS, "the API") / "python"
+    else:
+        # The smoke run checks the harness, not the figures: the dev venv will do.
+        api_python = Path(sys.executable)
+    under_test = [systems.our_api(model_dir, model.classes, api_python)]
     if profile.with_mlserver:
         progress("preparing MLServer")
         executable = mlserver.ensure_environment(out / "mlserver-venv")

@@ -16,19 +16,16 @@ Two configurations, differing only in batching:
   load a batch of 16 costs about what one prediction does.
 """
 
-import hashlib
 import json
 import os
 import re
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
 import joblib
 
-from template_tests.bench import workload
+from template_tests.bench import venvs, workload
 from template_tests.bench.errors import BenchError
 from template_tests.bench.servers import free_port
 from template_tests.bench.systems import Launch, System
@@ -39,8 +36,6 @@ DEV_LOCK = workload.REPO / "requirements-dev.txt"
 # versions that trained it, or the model may load with warnings or score differently.
 SHARED_LIBRARIES = ("scikit-learn", "numpy", "pandas", "scipy", "joblib")
 MODEL_NAME = "penguins"
-STAMP = ".requirements.sha256"
-INSTALL_TIMEOUT_S = 900
 
 SERVER_SETTINGS = {
     "debug": False,
@@ -82,29 +77,7 @@ def ensure_environment(venv: Path) -> Path:
             "the MLServer lock does not pin the dev lock's versions; run `make bench-lock`: "
             + "; ".join(mismatches)
         )
-    digest = hashlib.sha256(REQUIREMENTS.read_bytes()).hexdigest()
-    stamp = venv / STAMP
-    executable = venv / "bin" / "mlserver"
-    if executable.exists() and stamp.exists() and stamp.read_text().strip() == digest:
-        return executable
-    uv = shutil.which("uv", path=str(Path(sys.executable).parent)) or shutil.which("uv")
-    if uv is None:
-        raise BenchError("uv is needed to install MLServer; run `make setup`")
-    shutil.rmtree(venv, ignore_errors=True)
-    print(f"installing MLServer into {venv} (once per requirements file)", flush=True)
-    for command in (
-        [uv, "venv", "--quiet", "--python", sys.executable, str(venv)],
-        [uv, "pip", "install", "--quiet", "--python", str(venv / "bin" / "python")]
-        + ["--requirement", str(REQUIREMENTS)],
-    ):
-        completed = subprocess.run(
-            command, capture_output=True, text=True, timeout=INSTALL_TIMEOUT_S, check=False
-        )
-        if completed.returncode != 0:
-            raise BenchError(f"installing MLServer failed:\n{completed.stderr.strip()}")
-    # Written last: an interrupted install has no stamp and is redone.
-    stamp.write_text(digest + "\n")
-    return executable
+    return venvs.ensure(venv, REQUIREMENTS, "MLServer") / "mlserver"
 
 
 def write_model_folder(folder: Path, pipeline: Any, model_settings: dict) -> None:

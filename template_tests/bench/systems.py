@@ -8,7 +8,6 @@ MLServer systems are described in mlserver.py.
 import json
 import math
 import os
-import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -62,8 +61,12 @@ class System:
             )
 
 
-def our_api(model_dir: Path, classes: list[str]) -> System:
-    """`python -m api` from the repository root, as `make serve` runs it."""
+API_REQUIREMENTS = workload.REPO / "api" / "requirements.txt"
+
+
+def our_api(model_dir: Path, classes: list[str], python: Path) -> System:
+    """`python -m api` from the repository root, with `python` from a venv holding the
+    image's lock (api/requirements.txt), as the image runs it."""
 
     def launch(port: int) -> Launch:
         env = {
@@ -74,7 +77,7 @@ def our_api(model_dir: Path, classes: list[str]) -> System:
         env["MODEL_DIR"] = str(model_dir.resolve())
         # Vertex AI's and Cloud Run's names for the port; the API reads either.
         env |= {"AIP_HTTP_PORT": str(port), "PORT": str(port)}
-        return Launch(command=[sys.executable, "-m", "api"], env=env, cwd=workload.REPO)
+        return Launch(command=[str(python), "-m", "api"], env=env, cwd=workload.REPO)
 
     def read_probabilities(answer: Any) -> list[float]:
         by_class = answer["predictions"][0]["probabilities"]
