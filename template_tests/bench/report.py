@@ -46,6 +46,13 @@ def markdown(results: dict) -> str:
             cells = [_cell(system, figure, decimals) for figure, decimals in COLUMNS.values()]
             lines.append(f"| {system['title']} | " + " | ".join(cells) + " |")
     lines += ["", "Peak RSS: the sum of VmHWM over a server's process tree after the load rounds."]
+    lines += [
+        "",
+        "The floor is the scikit-learn pipeline's own predict_proba on a prebuilt one-row "
+        "DataFrame. Our API can go below it: it scores with a NumPy copy of the fitted "
+        "preprocessing (api/fast_path.py), used only when it equals the pipeline on probe "
+        "rows, and scores concurrent requests in one call (api/batcher.py).",
+    ]
     settings = results.get("mlserver_settings")
     if settings:
         server = ", ".join(f"{name} {value}" for name, value in settings["server"].items())
