@@ -9,12 +9,18 @@ test module import it before pytest registers it as a plugin.
 """
 
 import json
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 import pytest
 import skops.io
+import uvicorn
 from sklearn.compose import ColumnTransformer
 from sklearn.impute import SimpleImputer
 from sklearn.linear_model import LogisticRegression
@@ -109,3 +115,28 @@ def penguins_model() -> Pipeline:
 @pytest.fixture(scope="session")
 def api_model_dir(tmp_path_factory: pytest.TempPathFactory, penguins_model: Pipeline) -> Path:
     return write_model_dir(tmp_path_factory.mktemp("api-model"), penguins_model)
+
+
+@contextmanager
+def serving(app: Any) -> Iterator[int]:
+    """`app` behind a real uvicorn server in a thread; the loopback port it listens on.
+
+    The socket is bound before the server starts, so no other process can take the
+    port in between.
+    """
+    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", access_log=False))
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [listener]}, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 10
+    while not server.started:
+        if not thread.is_alive() or time.monotonic() > deadline:
+            raise RuntimeError("the API server did not start")
+        time.sleep(0.01)
+    try:
+        yield listener.getsockname()[1]
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)
+        listener.close()

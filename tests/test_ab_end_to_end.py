@@ -22,14 +22,10 @@ import argparse
 import contextlib
 import json
 import random
-import socket
 import tempfile
-import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
-
-import uvicorn
 
 from api.main import create_app
 from api.settings import Settings
@@ -40,7 +36,13 @@ from cloudbuild.double.servicemanagement_api import convert
 from cloudbuild.experiment import parse, published, resolve
 from cloudbuild.names import slug
 from cloudbuild.preflight.gateway import Gateway
-from tests.api_model_fixture import LINEAGE, VALID_INSTANCE, penguins_pipeline, write_model_dir
+from tests.api_model_fixture import (
+    LINEAGE,
+    VALID_INSTANCE,
+    penguins_pipeline,
+    serving,
+    write_model_dir,
+)
 from tests.gcp_double_fixture import cli
 from tests.redis_server import running_redis_server
 
@@ -62,29 +64,6 @@ EXPERIMENT = {
 
 
 @contextlib.contextmanager
-def api_server(model_dir: Path) -> Iterator[str]:
-    server = uvicorn.Server(
-        uvicorn.Config(
-            create_app(Settings(model_dir=model_dir)), log_level="warning", access_log=False
-        )
-    )
-    listener = socket.socket()
-    listener.bind(("127.0.0.1", 0))
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [listener]}, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 10
-    while not server.started:
-        assert thread.is_alive() and time.monotonic() < deadline, "the API did not start"
-        time.sleep(0.01)
-    try:
-        yield f"http://127.0.0.1:{listener.getsockname()[1]}"
-    finally:
-        server.should_exit = True
-        thread.join(timeout=10)
-        listener.close()
-
-
-@contextlib.contextmanager
 def deployed(folder: Path) -> Iterator[dict]:
     """Both branches' APIs, and the gateway with the experiment's routes; the published
     config the auth pipeline would write for it."""
@@ -97,7 +76,8 @@ def deployed(folder: Path) -> Iterator[dict]:
                 pipeline,
                 lineage={**LINEAGE, "branch": branch, "commit": commit},
             )
-            local[f"https://{slug(branch)}---{API_HOST}"] = stack.enter_context(api_server(model))
+            port = stack.enter_context(serving(create_app(Settings(model_dir=model))))
+            local[f"https://{slug(branch)}---{API_HOST}"] = f"http://127.0.0.1:{port}"
         service = {
             "metadata": {"name": f"{CONFIG.project_name}-api"},
             "status": {"traffic": [{"tag": url.split("---")[0][8:], "url": url} for url in local]},

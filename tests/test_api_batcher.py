@@ -6,20 +6,16 @@ those of requests sent one at a time.
 """
 
 import asyncio
-import socket
-import threading
-import time
 from concurrent.futures import ThreadPoolExecutor
 
 import httpx
 import numpy as np
 import pytest
-import uvicorn
 
 from api.batcher import MicroBatcher
 from api.main import create_app
 from api.settings import Settings
-from tests.api_model_fixture import VALID_INSTANCE
+from tests.api_model_fixture import VALID_INSTANCE, serving
 
 pytest_plugins = ["tests.api_model_fixture"]
 
@@ -102,19 +98,8 @@ def test_a_cancelled_request_does_not_disturb_the_others():
 @pytest.fixture(scope="module")
 def server(api_model_dir):
     app = create_app(Settings(model_dir=api_model_dir))
-    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", access_log=False))
-    listener = socket.socket()
-    listener.bind(("127.0.0.1", 0))
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [listener]}, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 10
-    while not server.started:
-        assert thread.is_alive() and time.monotonic() < deadline, "the server did not start"
-        time.sleep(0.01)
-    yield app, f"http://127.0.0.1:{listener.getsockname()[1]}"
-    server.should_exit = True
-    thread.join(timeout=10)
-    listener.close()
+    with serving(app) as port:
+        yield app, f"http://127.0.0.1:{port}"
 
 
 def instance(i: int) -> dict:

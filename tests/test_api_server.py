@@ -7,16 +7,12 @@ request may cost the client its connection.
 
 import http.client
 import json
-import socket
-import threading
-import time
 
 import pytest
-import uvicorn
 
 from api.main import create_app
 from api.settings import Settings
-from tests.api_model_fixture import VALID_INSTANCE
+from tests.api_model_fixture import VALID_INSTANCE, serving
 
 pytest_plugins = ["tests.api_model_fixture"]
 
@@ -27,22 +23,8 @@ MARKER = "Atlantis-5f0c"
 @pytest.fixture(scope="module")
 def port(api_model_dir):
     settings = Settings(model_dir=api_model_dir, max_batch=8, max_body_bytes=LIMIT)
-    server = uvicorn.Server(
-        uvicorn.Config(create_app(settings), log_level="warning", access_log=False)
-    )
-    # Bound before the server starts, so there is no window for another process to take it.
-    listener = socket.socket()
-    listener.bind(("127.0.0.1", 0))
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [listener]}, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 10
-    while not server.started:
-        assert thread.is_alive() and time.monotonic() < deadline, "the server did not start"
-        time.sleep(0.01)
-    yield listener.getsockname()[1]
-    server.should_exit = True
-    thread.join(timeout=10)
-    listener.close()
+    with serving(create_app(settings)) as listening:
+        yield listening
 
 
 def _json(instances, **extra):
