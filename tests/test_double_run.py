@@ -266,7 +266,7 @@ def test_the_gateway_identity_becomes_an_invoker_of_the_private_api(cloud):
 
 
 def test_the_gateway_placeholder_is_private_and_the_deployed_gateway_public(cloud):
-    # auth.yaml's addresses step: no gateway yet, so a private placeholder reserves its URL.
+    # auth.yaml's gateway-address step: no gateway yet, so a private placeholder reserves its URL.
     assert cloud.gcloud(*describe(GATEWAY_SERVICE, "status.url")).returncode != 0
     cloud.ok(*GATEWAY_PLACEHOLDER)
     url = cloud.ok(*describe(GATEWAY_SERVICE, "status.url"))

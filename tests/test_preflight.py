@@ -7,7 +7,8 @@
 (d) a branch name that tries to inject a command: refused, nothing executes;
 (e) a broken training change: the build fails at the job, no pointer moves, no deploy;
 (f) an A/B experiment pushed to production: a gateway route and a prediction per
-    variant, the config published; ending it removes the routes.
+    variant, the config published; ending it removes the routes;
+(g) an experiment naming an undeployed branch: refused before anything deploys.
 
 Case (a) runs once; each other case starts from a copy of its state, as a second
 push finds the first one's model and services.
@@ -254,3 +255,23 @@ def test_f_an_experiment_gets_a_route_and_a_prediction_per_variant(after_product
     deployed = after_production / "runs" / f"1-{CONFIG.project_name}-auth" / "workspace"
     spec = (deployed / "build" / "openapi.yaml").read_text()
     assert "/predict:" in spec and "/variants/" not in spec
+
+
+def test_g_an_experiment_naming_an_undeployed_branch_stops_before_anything_deploys(
+    after_production, tmp_path
+):
+    declared = EXPERIMENT.format(production=PRODUCTION).replace("feature/bigger-c", "feature/never")
+    project = project_with(tmp_path / "project", {"auth/experiment.yaml": declared})
+    objects = after_production / "gcp" / "storage" / "objects" / CONFIG.bucket
+    published_before = (objects / "experiments" / "current.json").read_text()
+    result, found = preflight(after_production, PRODUCTION, "auth/experiment.yaml", root=project)
+    assert result.returncode != 0
+    [build] = found["builds"]
+    steps = {s["id"]: s["status"] for s in build["steps"]}
+    assert steps["experiment"] == "FAILURE"
+    assert "feature/never" in next(s for s in build["steps"] if s["id"] == "experiment")["output"]
+    # Nothing after the check ran: no placeholder, no Endpoints config, no gateway, no config.
+    later = ("gateway-address", "render-openapi", "publish-openapi", "gateway-image",
+             "deploy-gateway", "publish-experiment")  # fmt: skip
+    assert {steps[step] for step in later} == {"CANCELLED"}
+    assert (objects / "experiments" / "current.json").read_text() == published_before
