@@ -340,7 +340,10 @@ def _read_json(uri: str) -> tuple[dict[str, Any] | None, int]:
         text = blob.download_as_text()
     except NotFound:
         return None, 0
-    value = json.loads(text)
+    try:
+        value = json.loads(text)
+    except ValueError:
+        value = None
     if not isinstance(value, dict):
         raise ExperimentError(f"{uri} does not hold a JSON object")
     return value, int(blob.generation or 0)
@@ -349,11 +352,19 @@ def _read_json(uri: str) -> tuple[dict[str, Any] | None, int]:
 def _write_json(uri: str, value: dict[str, Any], generation: int | None = None) -> None:
     """Write `value`; with `generation`, only if the object is still at that generation
     (0: only if it does not exist), so two builds never overwrite each other blindly."""
-    _blob(uri).upload_from_string(
-        json.dumps(value, indent=2) + "\n",
-        content_type="application/json",
-        if_generation_match=generation,
-    )
+    from google.api_core.exceptions import PreconditionFailed
+
+    try:
+        _blob(uri).upload_from_string(
+            json.dumps(value, indent=2) + "\n",
+            content_type="application/json",
+            if_generation_match=generation,
+        )
+    except PreconditionFailed:
+        raise ExperimentError(
+            f"{uri} changed while this build updated it (another build wrote it); "
+            "run this build again"
+        ) from None
 
 
 # ---- commands --------------------------------------------------------------------------

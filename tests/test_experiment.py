@@ -273,3 +273,23 @@ def test_the_experiment_file_fires_the_auth_pipeline():
     assert fired_files(auth, [str(EXPERIMENT_FILE.relative_to(ROOT))])
     # The site's client is not part of the gateway: changing it deploys nothing.
     assert not fired_files(auth, ["auth/abclient/client.py"])
+
+
+def test_a_concurrent_change_of_the_published_config_is_not_overwritten(bucket, tmp_path, capsys):
+    from cloudbuild import experiment
+
+    uri = published_uri(CONFIG)
+    experiment._write_json(uri, {"variants": []})
+    _, generation = experiment._read_json(uri)
+    experiment._write_json(uri, {"variants": [], "by": "another build"})
+    with pytest.raises(ExperimentError, match="changed while this build updated it"):
+        experiment._write_json(uri, {"variants": []}, generation=generation)
+    assert read(bucket, uri)["by"] == "another build"
+
+
+def test_a_published_object_that_is_not_json_is_a_clear_error(bucket):
+    from cloudbuild import experiment
+
+    bucket.blob("experiments/current.json").upload_from_string("<html>")
+    with pytest.raises(ExperimentError, match="does not hold a JSON object"):
+        experiment._read_json(published_uri(CONFIG))
