@@ -67,10 +67,11 @@ class TreeMemory:
         self._thread.join()
         pids = tree(self.root)
         hwm_kib = sum(status_kib(pid, "VmHWM") for pid in pids)
+        # Megabytes of 10^6 bytes, as the goal (200 MB) is stated; /proc counts KiB.
         return {
             "reported": "sum of VmHWM over the process tree at the end of the load rounds",
-            "vmhwm_mb": hwm_kib / 1024,
-            "sampled_peak_mb": self.sampled_peak_kib / 1024,
+            "vmhwm_mb": hwm_kib * 1024 / 1e6,
+            "sampled_peak_mb": self.sampled_peak_kib * 1024 / 1e6,
             "processes": max(self.most_processes, len(pids)),
         }
 

@@ -45,7 +45,11 @@ def markdown(results: dict) -> str:
         if system:
             cells = [_cell(system, figure, decimals) for figure, decimals in COLUMNS.values()]
             lines.append(f"| {system['title']} | " + " | ".join(cells) + " |")
-    lines += ["", "Peak RSS: the sum of VmHWM over a server's process tree after the load rounds."]
+    lines += [
+        "",
+        "Peak RSS: the sum of VmHWM over a server's process tree after the load rounds, "
+        "in MB of 10^6 bytes.",
+    ]
     lines += [
         "",
         "The floor is the scikit-learn pipeline's own predict_proba on a prebuilt one-row "
