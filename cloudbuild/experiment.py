@@ -11,8 +11,8 @@ document saying which route serves which model. This module is that contract:
   revision tag on the API service (its URL is the variant's backend) and the
   deployment record that says which model commit the revision serves. A branch
   that was never deployed is refused here, not discovered by the site as a 404.
-- `gateway_paths` gives the OpenAPI operations: `/variants/<name>/predict` per
-  variant, with the same security as production.
+- the gateway's route per variant, `/variants/<name>/predict`, is added to the
+  OpenAPI spec by `cloudbuild.openapi.render` from what `resolve` returns.
 - `published` is the JSON document the auth pipeline writes to the bucket at
   `experiments/current.json`, a path that never changes. Its format is
   documented in the generated README and read by `auth/abclient`.
@@ -24,10 +24,8 @@ steps; `check` is also what a person runs before pushing the file.
 from __future__ import annotations
 
 import argparse
-import copy
 import json
 import re
-import shlex
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -37,6 +35,7 @@ from typing import Any
 
 import yaml
 
+from cloudbuild.bucket import NotAnObject, read_object, storage_client, write_object
 from cloudbuild.cli_common import PROG, add_config_argument, checked
 from cloudbuild.config import ROOT, Config, ConfigError, load
 from cloudbuild.names import BranchNameError, check_branch, check_sha, slug
@@ -46,8 +45,6 @@ PUBLISHED_OBJECT = "experiments/current.json"
 DEPLOYMENTS_FOLDER = "deployments"
 SCHEMA_VERSION = 1
 ROUTE = "/variants/{name}/predict"
-# The API route a variant's gateway route forwards to (the API's AIP_PREDICT_ROUTE).
-API_PREDICT_ROUTE = "/predict"
 # Names end up in URLs, OpenAPI operation ids and log lines: keep them plain.
 EXPERIMENT_NAME = re.compile(r"^[a-z][a-z0-9-]{0,38}[a-z0-9]$")
 VARIANT_NAME = re.compile(r"^[a-z][a-z0-9-]{0,28}[a-z0-9]$|^[a-z]$")
@@ -246,48 +243,12 @@ def resolve(
     }
 
 
-def gateway_paths(
-    resolved: dict[str, Any] | None,
-    predict: dict[str, Any],
-    audience_of: Callable[[str], str],
-    deadline: float,
-) -> dict[str, Any]:
-    """One OpenAPI path per variant: a copy of production's `predict` operation
-    (same body, responses, quota and security), routed to the variant's revision.
-
-    The route forwards to the revision's own predict route (CONSTANT_ADDRESS: the
-    gateway path is not appended). ESPv2 mints its identity token for the
-    address's host by default, and Cloud Run refuses a tag URL as an audience, so
-    `audience_of` gives the service's own URL as jwt_audience.
-    """
-    paths: dict[str, Any] = {}
-    for variant in (resolved or {}).get("variants", []):
-        address = variant["backend_url"].rstrip("/") + API_PREDICT_ROUTE
-        operation = copy.deepcopy(predict)
-        operation.update(
-            operationId="predictVariant" + _camel(variant["name"]),
-            summary=f"Classify instances with variant {variant['name']} of experiment "
-            f"{resolved['experiment']} (branch {variant['branch']})",
-        )
-        operation["x-google-backend"] = {
-            "address": address,
-            "jwt_audience": audience_of(address),
-            "path_translation": "CONSTANT_ADDRESS",
-            "deadline": deadline,
-        }
-        paths[ROUTE.format(name=variant["name"])] = {"post": operation}
-    return paths
-
-
-def _camel(name: str) -> str:
-    return "".join(part.capitalize() for part in name.split("-"))
-
-
 def published(
     resolved: dict[str, Any] | None, gateway_url: str, branch: str, sha: str, now: str | None = None
 ) -> dict[str, Any]:
     """The document the website reads; `variants` is empty when no experiment runs."""
     gateway_url = gateway_url.rstrip("/")
+    resolved = resolved or {}
     variants = [
         {
             "name": v["name"],
@@ -299,13 +260,13 @@ def published(
             "model_commit": v["model_commit"],
             "model_branch": v["model_branch"],
         }
-        for v in (resolved or {}).get("variants", [])
+        for v in resolved.get("variants", [])
     ]
     return {
         "schema_version": SCHEMA_VERSION,
-        "experiment": (resolved or {}).get("experiment"),
-        "salt": (resolved or {}).get("salt"),
-        "control": (resolved or {}).get("control"),
+        "experiment": resolved.get("experiment"),
+        "salt": resolved.get("salt"),
+        "control": resolved.get("control"),
         "gateway_url": gateway_url,
         "published_at": now or time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "published_from": {"branch": branch, "commit": sha},
@@ -324,42 +285,21 @@ def published_uri(config: Config) -> str:
     return f"gs://{config.bucket}/{PUBLISHED_OBJECT}"
 
 
-def _blob(uri: str):
-    from google.cloud import storage  # the build's venv has it; `check` does not need it
-
-    bucket, name = uri.removeprefix("gs://").split("/", 1)
-    return storage.Client().bucket(bucket).blob(name)
-
-
 def _read_json(uri: str) -> tuple[dict[str, Any] | None, int]:
     """The object's JSON and generation, or (None, 0) when it does not exist."""
-    from google.api_core.exceptions import NotFound
-
-    blob = _blob(uri)
     try:
-        text = blob.download_as_text()
-    except NotFound:
-        return None, 0
-    try:
-        value = json.loads(text)
-    except ValueError:
-        value = None
-    if not isinstance(value, dict):
-        raise ExperimentError(f"{uri} does not hold a JSON object")
-    return value, int(blob.generation or 0)
+        return read_object(storage_client(), uri)
+    except NotAnObject as error:
+        raise ExperimentError(str(error)) from None
 
 
 def _write_json(uri: str, value: dict[str, Any], generation: int | None = None) -> None:
-    """Write `value`; with `generation`, only if the object is still at that generation
-    (0: only if it does not exist), so two builds never overwrite each other blindly."""
+    """Write `value`; with `generation`, only if nobody wrote the object since it was read,
+    so two builds never overwrite each other blindly."""
     from google.api_core.exceptions import PreconditionFailed
 
     try:
-        _blob(uri).upload_from_string(
-            json.dumps(value, indent=2) + "\n",
-            content_type="application/json",
-            if_generation_match=generation,
-        )
+        write_object(storage_client(), uri, value, generation)
     except PreconditionFailed:
         raise ExperimentError(
             f"{uri} changed while this build updated it (another build wrote it); "
@@ -416,16 +356,15 @@ def _publish(args: argparse.Namespace, config: Config) -> int:
 def _record(args: argparse.Namespace, config: Config) -> int:
     """After a deploy: which model the branch's revision serves; then keep a running
     experiment's document in step, so a site's cache never mixes two models."""
-    model = _read_env(args.model_env)
     branch_slug = slug(args.branch)
     record = {
         "branch": args.branch,
         "revision_tag": branch_slug,
         "commit": args.sha,
         "image": args.image,
-        "model_uri": model["MODEL_URI"],
-        "model_commit": model["MODEL_COMMIT"],
-        "model_branch": model["MODEL_BRANCH"],
+        "model_uri": args.model_uri,
+        "model_commit": args.model_commit,
+        "model_branch": args.model_branch,
         "recorded_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }
     _write_json(deployment_uri(config, branch_slug), record)
@@ -444,19 +383,6 @@ def _record(args: argparse.Namespace, config: Config) -> int:
     names = ", ".join(v["name"] for v in changed)
     print(f"experiment {document['experiment']!r}: variant {names} now serves {args.sha[:12]}")
     return 0
-
-
-def _read_env(path: Path) -> dict[str, str]:
-    """KEY=value lines as models.py writes them (shell-quoted values)."""
-    values = {}
-    for line in path.read_text().splitlines():
-        key, _, value = line.partition("=")
-        if key:
-            values[key] = " ".join(shlex.split(value))
-    missing = [k for k in ("MODEL_URI", "MODEL_COMMIT", "MODEL_BRANCH") if not values.get(k)]
-    if missing:
-        raise ExperimentError(f"{path} lacks {', '.join(missing)}")
-    return values
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -489,7 +415,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     record.add_argument("--branch", required=True, type=checked(check_branch))
     record.add_argument("--sha", required=True, type=checked(check_sha))
     record.add_argument("--image", required=True)
-    record.add_argument("--model-env", type=Path, required=True, help="resolve-model's env file")
+    # What resolve-model chose for this build (build/model.env).
+    record.add_argument("--model-uri", required=True)
+    record.add_argument("--model-commit", required=True)
+    record.add_argument("--model-branch", required=True)
     record.set_defaults(run=_record)
 
     args = parser.parse_args(argv)

@@ -13,17 +13,14 @@ A folder is never changed after its job; "the branch's model" moves only by rewr
 LATEST, and only once the folder holds every file the API needs. A branch with no model
 of its own serves the production branch's, and resolve-model says so.
 
-The client is google-cloud-storage with the build's credentials; with STORAGE_EMULATOR_HOST
-set (by the loopback double) it talks to that instead, anonymously.
+Objects are read and written through cloudbuild/bucket.py.
 """
 
 from __future__ import annotations
 
 import argparse
 import hashlib
-import json
 import re
-import shlex
 import sys
 from collections.abc import Sequence
 from datetime import UTC, datetime
@@ -33,13 +30,14 @@ from typing import Any
 from google.api_core.exceptions import NotFound
 from google.cloud import storage
 
+from cloudbuild import env
+from cloudbuild.bucket import NotAnObject, read_object, split_uri, storage_client, write_object
 from cloudbuild.cli_common import PROG, CommandError, add_config_argument, checked, print_json
 from cloudbuild.config import ROOT, Config, load
 from cloudbuild.names import Names, check_branch, check_sha, names
 
 # What training/artifacts.py writes; tests/test_models.py keeps the two lists equal.
 MODEL_FILES = ("model.skops", "metrics.json", "schema.json", "lineage.json")
-GCS_URI = re.compile(r"gs://(?P<bucket>[a-z0-9][a-z0-9_.-]{1,220})/(?P<name>.*)")
 JOB_NAME = re.compile(r"projects/[^/]+/locations/[^/]+/customJobs/[0-9]+")
 CHUNK = 1 << 20
 
@@ -58,20 +56,12 @@ def model_dir_uri(names: Names) -> str:
     return f"{base_output_dir(names)}/model/"
 
 
-def split_uri(uri: str) -> tuple[str, str]:
-    """("bucket", "object/name") of "gs://bucket/object/name"; ValueError otherwise."""
-    match = GCS_URI.fullmatch(uri)
-    if match is None:
-        raise ValueError(f"{uri!r} is not a gs://bucket/... URI")
-    return match["bucket"], match["name"]
-
-
 def fetch_data(uri: str, dest: Path) -> str:
     """Download the data object `uri` to `dest` and return the file's sha256 (hex)."""
     bucket, name = split_uri(uri)
     dest.parent.mkdir(parents=True, exist_ok=True)
     try:
-        _client().bucket(bucket).blob(name).download_to_filename(dest)
+        storage_client().bucket(bucket).blob(name).download_to_filename(dest)
     except NotFound:
         raise ModelStoreError(f"the training data {uri} does not exist") from None
     digest = hashlib.sha256()
@@ -84,7 +74,7 @@ def fetch_data(uri: str, dest: Path) -> str:
 def promote(config: Config, names: Names, job_name: str) -> dict[str, Any]:
     """Point the branch's LATEST at this commit's model folder, if it is complete."""
     folder = model_dir_uri(names)
-    client = _client(config.gcp_project_id)
+    client = storage_client(config.gcp_project_id)
     _model_objects(client, folder)  # refuses an incomplete folder
     pointer = {
         "model_uri": folder,
@@ -94,10 +84,7 @@ def promote(config: Config, names: Names, job_name: str) -> dict[str, Any]:
         "job": job_name,
         "promoted_at": datetime.now(UTC).isoformat(timespec="seconds"),
     }
-    bucket, name = split_uri(names.latest_model_pointer)
-    client.bucket(bucket).blob(name).upload_from_string(
-        json.dumps(pointer, indent=2) + "\n", content_type="application/json"
-    )
+    write_object(client, names.latest_model_pointer, pointer)
     return pointer
 
 
@@ -107,7 +94,7 @@ def resolve(config: Config, names: Names) -> dict[str, Any]:
     The result is the pointer plus `pointer` (where it was read), `fell_back` and a
     `message` saying which model was taken and why.
     """
-    client = _client(config.gcp_project_id)
+    client = storage_client(config.gcp_project_id)
     production = config.production_branch
     pointer = _read_pointer(client, names.latest_model_pointer)
     if pointer is not None:
@@ -142,7 +129,7 @@ def resolve(config: Config, names: Names) -> dict[str, Any]:
 def download_model(model_folder_uri: str, dest: Path) -> list[Path]:
     """Download every object of a complete model folder into the empty folder `dest`."""
     folder = model_folder_uri.removesuffix("/") + "/"
-    objects = _model_objects(_client(), folder)
+    objects = _model_objects(storage_client(), folder)
     if dest.exists() and any(dest.iterdir()):
         raise ModelStoreError(f"{dest} is not empty; a model is only ever unpacked afresh")
     _, prefix = split_uri(folder)
@@ -157,11 +144,6 @@ def download_model(model_folder_uri: str, dest: Path) -> list[Path]:
         blob.download_to_filename(target)
         written.append(target)
     return sorted(written)
-
-
-def _client(project: str | None = None) -> storage.Client:
-    """Reading objects needs no project. With STORAGE_EMULATOR_HOST set, the double's client."""
-    return storage.Client(project=project)
 
 
 def _model_objects(client: storage.Client, folder: str) -> list[storage.Blob]:
@@ -179,24 +161,16 @@ def _model_objects(client: storage.Client, folder: str) -> list[storage.Blob]:
 
 
 def _read_pointer(client: storage.Client, uri: str) -> dict[str, Any] | None:
-    bucket, name = split_uri(uri)
     try:
-        text = client.bucket(bucket).blob(name).download_as_text()
-    except NotFound:
-        return None
-    try:
-        pointer = json.loads(text)
-    except ValueError:
-        pointer = None
-    if not isinstance(pointer, dict):
-        raise ModelStoreError(f"{uri} is not a model pointer (a JSON object)")
-    return pointer
+        return read_object(client, uri)[0]
+    except NotAnObject:
+        raise ModelStoreError(f"{uri} is not a model pointer (a JSON object)") from None
 
 
 def _write_env(path: Path, values: dict[str, str]) -> None:
     """KEY=value lines a later build step sources; every value shell-quoted."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text("".join(f"{key}={shlex.quote(value)}\n" for key, value in values.items()))
+    path.write_text(env.render(values))
 
 
 def _job_name(text: str) -> str:

@@ -25,7 +25,7 @@ import yaml
 
 from cloudbuild.cli_common import PROG, add_config_argument, checked
 from cloudbuild.config import ROOT, Config, ConfigError, load
-from cloudbuild.experiment import gateway_paths
+from cloudbuild.experiment import ROUTE as VARIANT_ROUTE
 from cloudbuild.names import check_branch, check_sha
 
 SPEC_PATH = ROOT / "openapi" / "openapi.yaml"
@@ -104,9 +104,7 @@ def render(
     predict = body.get("paths", {}).get(PREDICT_PATH, {}).get("post")
     if experiment and not isinstance(predict, dict):
         raise OpenApiError(f"paths.{PREDICT_PATH}.post: variant routes are copies of it")
-    for path, item in gateway_paths(
-        experiment, predict, _run_audience, BACKEND_DEADLINE_SECONDS
-    ).items():
+    for path, item in variant_paths(experiment, predict).items():
         if path in body["paths"]:
             raise OpenApiError(f"paths.{path}: the spec already has it; variant routes are ours")
         body["paths"][path] = item
@@ -123,6 +121,38 @@ def render(
         },
         **body,
     }
+
+
+def variant_paths(experiment: dict | None, predict: dict) -> dict:
+    """One OpenAPI path per variant: a copy of production's `predict` operation
+    (same body, responses, quota and security), routed to the variant's revision.
+
+    The route forwards to the revision's own predict route (CONSTANT_ADDRESS: the
+    gateway path is not appended). ESPv2 mints its identity token for the
+    address's host by default, and Cloud Run refuses a tag URL as an audience, so
+    jwt_audience is the service's own URL.
+    """
+    paths = {}
+    for variant in (experiment or {}).get("variants", []):
+        address = variant["backend_url"].rstrip("/") + PREDICT_PATH
+        operation = copy.deepcopy(predict)
+        operation.update(
+            operationId="predictVariant" + _camel(variant["name"]),
+            summary=f"Classify instances with variant {variant['name']} of experiment "
+            f"{experiment['experiment']} (branch {variant['branch']})",
+        )
+        operation["x-google-backend"] = {
+            "address": address,
+            "jwt_audience": _run_audience(address),
+            "path_translation": "CONSTANT_ADDRESS",
+            "deadline": BACKEND_DEADLINE_SECONDS,
+        }
+        paths[VARIANT_ROUTE.format(name=variant["name"])] = {"post": operation}
+    return paths
+
+
+def _camel(name: str) -> str:
+    return "".join(part.capitalize() for part in name.split("-"))
 
 
 def _split_url(url: object) -> SplitResult | None:

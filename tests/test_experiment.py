@@ -6,8 +6,6 @@ client; the gateway side goes through the real render and validate of the spec.
 """
 
 import json
-import shlex
-from pathlib import Path
 
 import pytest
 import yaml
@@ -217,11 +215,10 @@ def bucket(double: Double) -> storage.Bucket:
     return storage.Client(project=CONFIG.gcp_project_id).bucket(CONFIG.bucket)
 
 
-def model_env(path: Path, commit: str, branch: str) -> Path:
-    values = {"MODEL_URI": f"gs://{CONFIG.bucket}/models/x/{commit}/", "MODEL_COMMIT": commit,
-              "MODEL_BRANCH": branch}  # fmt: skip
-    path.write_text("".join(f"{k}={shlex.quote(v)}\n" for k, v in values.items()))
-    return path
+def model_of(commit: str, branch: str) -> list[str]:
+    """The record command's model arguments, as the api pipeline passes them."""
+    return ["--model-uri", f"gs://{CONFIG.bucket}/models/x/{commit}/",
+            "--model-commit", commit, "--model-branch", branch]  # fmt: skip
 
 
 def read(bucket: storage.Bucket, uri: str) -> dict:
@@ -230,9 +227,8 @@ def read(bucket: storage.Bucket, uri: str) -> dict:
 
 def test_resolve_and_publish_through_the_bucket(bucket, tmp_path):
     for branch in (PRODUCTION, "feature/bigger-c"):
-        env = model_env(tmp_path / "model.env", MODEL_SHA, branch)
         assert cli("experiment", "record", "--branch", branch, "--sha", SHA,
-                   "--image", "img:tag", "--model-env", env) == 0  # fmt: skip
+                   "--image", "img:tag", *model_of(MODEL_SHA, branch)) == 0  # fmt: skip
     record = read(bucket, deployment_uri(CONFIG, slug("feature/bigger-c")))
     assert record["model_commit"] == MODEL_SHA and record["branch"] == "feature/bigger-c"
 
@@ -250,9 +246,8 @@ def test_resolve_and_publish_through_the_bucket(bucket, tmp_path):
 
     # The treatment branch deploys a new model: the published config follows it.
     new_model = "1111111111111111111111111111111111111111"
-    env = model_env(tmp_path / "model.env", new_model, "feature/bigger-c")
     assert cli("experiment", "record", "--branch", "feature/bigger-c", "--sha", new_model,
-               "--image", "img:tag2", "--model-env", env) == 0  # fmt: skip
+               "--image", "img:tag2", *model_of(new_model, "feature/bigger-c")) == 0  # fmt: skip
     document = read(bucket, published_uri(CONFIG))
     assert [v["model_commit"] for v in document["variants"]] == [MODEL_SHA, new_model]
 
