@@ -10,10 +10,12 @@ from __future__ import annotations
 
 import json
 import re
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from google.api_core.exceptions import NotFound
-from google.cloud import storage
+
+if TYPE_CHECKING:
+    from google.cloud import storage
 
 GCS_URI = re.compile(r"gs://(?P<bucket>[a-z0-9][a-z0-9_.-]{1,220})/(?P<name>.*)")
 
@@ -32,6 +34,10 @@ def split_uri(uri: str) -> tuple[str, str]:
 
 def storage_client(project: str | None = None) -> storage.Client:
     """Reading objects needs no project. With STORAGE_EMULATOR_HOST set, the double's client."""
+    # Imported here: the storage library takes half a second to import, and most
+    # commands that import this module (experiment check, render-openapi) never call it.
+    from google.cloud import storage
+
     return storage.Client(project=project)
 
 
