@@ -27,7 +27,7 @@ import argparse
 import json
 import math
 import sys
-from collections import Counter
+from collections import Counter, defaultdict
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -41,6 +41,9 @@ from scipy.stats import chi2, norm
 from cloudbuild.cli_common import PROG, CommandError, checked
 
 REPORT_SCHEMA_VERSION = 1
+# The version of experiment.published()'s document this parser was written for. Not
+# imported from cloudbuild.experiment on purpose: when the publisher bumps its version,
+# reading the new format must fail here until this parser is updated to follow it.
 CONFIG_SCHEMA_VERSION = 1
 DEFAULT_OUT = Path("build/ab-report")
 # The usual threshold for a sample-ratio mismatch: stricter than any alpha used for the
@@ -48,7 +51,8 @@ DEFAULT_OUT = Path("build/ab-report")
 # decision, while a real mismatch is usually so gross that its p-value is tiny.
 SRM_THRESHOLD = 0.001
 # Below this many conversions (or non-conversions) in an arm, the normal approximations
-# behind the Wald interval, the delta method and the z-test are unreliable.
+# behind the Wald interval, the delta method and the z-test are unreliable; below this
+# many expected users in a variant, so is the chi-square of the sample-ratio check.
 SMALL_COUNT = 5
 SRM_REASON = (
     "users are not split between the variants as configured, so the assignment or the "
@@ -97,7 +101,9 @@ def load_experiment(path: Path) -> Experiment:
         raise bad("the experiment config must be a JSON object")
     version = document.get("schema_version", CONFIG_SCHEMA_VERSION)
     if version != CONFIG_SCHEMA_VERSION:
-        raise bad(f"schema_version {version!r} is not supported (this tool reads 1)")
+        raise bad(
+            f"schema_version {version!r} is not supported (this tool reads {CONFIG_SCHEMA_VERSION})"
+        )
     name, control, variants = (document.get(k) for k in ("experiment", "control", "variants"))
     if name is None and variants == []:
         raise bad("the published document declares no experiment (it has no variants)")
@@ -130,20 +136,26 @@ def load_experiment(path: Path) -> Experiment:
     return Experiment(name, control, tuple(parsed))
 
 
-def _lines(path: Path) -> Iterator[tuple[int, Any]]:
-    """(line number, parsed JSON) per non-blank line, read as a stream, never all at once."""
-    try:
-        stream = path.open("rb")
-    except OSError as error:
-        raise CommandError(f"cannot read {path}: {error.strerror}") from None
-    with stream:
-        for number, raw in enumerate(stream, start=1):
-            if not raw.strip():
-                continue  # a trailing newline or a blank line is not an event
-            try:
-                yield number, json.loads(raw)
-            except ValueError as error:  # JSONDecodeError and UnicodeDecodeError
-                raise CommandError(f"{path}:{number}: not valid JSON: {error}") from None
+def _events(paths: Sequence[Path]) -> Iterator[tuple[str, dict[str, Any]]]:
+    """("file:line", event) per non-blank line of each file, read as a stream, never all
+    at once; a line that is no JSON object is an error naming its file and line."""
+    for path in paths:
+        try:
+            stream = path.open("rb")
+        except OSError as error:
+            raise CommandError(f"cannot read {path}: {error.strerror}") from None
+        with stream:
+            for number, raw in enumerate(stream, start=1):
+                if not raw.strip():
+                    continue  # a trailing newline or a blank line is not an event
+                where = f"{path}:{number}"
+                try:
+                    event = json.loads(raw)
+                except ValueError as error:  # JSONDecodeError and UnicodeDecodeError
+                    raise CommandError(f"{where}: not valid JSON: {error}") from None
+                if not isinstance(event, dict):
+                    raise CommandError(f"{where}: not a JSON object")
+                yield where, event
 
 
 def _field(event: dict[str, Any], key: str, where: str) -> str:
@@ -173,72 +185,65 @@ class Tally:
     users: dict[str, list[Any]] = field(default_factory=dict)
     converted: set[str] = field(default_factory=set)
     quality: Counter[str] = field(default_factory=Counter)
-    model_commits: dict[str, Counter[str]] = field(default_factory=dict)
+    model_commits: defaultdict[str, Counter[str]] = field(
+        default_factory=lambda: defaultdict(Counter)
+    )
 
 
 def read_exposures(experiment: Experiment, paths: Sequence[Path], tally: Tally) -> None:
     index = {v.name: i for i, v in enumerate(experiment.variants)}
-    for v in experiment.variants:
-        tally.model_commits.setdefault(v.name, Counter())
-    for path in paths:
-        for number, event in _lines(path):
-            where = f"{path}:{number}"
-            if not isinstance(event, dict):
-                raise CommandError(f"{where}: not a JSON object")
-            if _field(event, "experiment", where) != experiment.name:
-                tally.quality["exposure_events_other_experiments"] += 1
-                continue
-            variant = _field(event, "variant", where)
-            if variant not in index:
-                raise CommandError(
-                    f"{where}: variant {variant!r} is not in experiment {experiment.name!r} "
-                    f"(its variants: {', '.join(index)})"
-                )
-            moment, user = _time(event, where), _field(event, "user", where)
-            commit = event.get("model_commit", "")
-            if not isinstance(commit, str):
-                raise CommandError(f'{where}: "model_commit" must be a string')
-            tally.quality["exposure_events"] += 1
-            tally.model_commits[variant][commit] += 1
-            configured = experiment.variants[index[variant]].model_commit
-            if configured and commit != configured:
-                tally.quality["exposures_with_other_model_commit"] += 1
-            state = tally.users.get(user)
-            if state is None:
-                tally.users[user] = [moment, index[variant], False]
-                continue
-            # Any variant differing from the one kept means the user saw two variants.
-            if index[variant] != state[1]:
-                state[2] = True
-            if moment < state[0]:
-                state[0], state[1] = moment, index[variant]
+    for where, event in _events(paths):
+        if _field(event, "experiment", where) != experiment.name:
+            tally.quality["exposure_events_other_experiments"] += 1
+            continue
+        variant = _field(event, "variant", where)
+        if variant not in index:
+            raise CommandError(
+                f"{where}: variant {variant!r} is not in experiment {experiment.name!r} "
+                f"(its variants: {', '.join(index)})"
+            )
+        position = index[variant]
+        moment, user = _time(event, where), _field(event, "user", where)
+        commit = event.get("model_commit", "")
+        if not isinstance(commit, str):
+            raise CommandError(f'{where}: "model_commit" must be a string')
+        tally.quality["exposure_events"] += 1
+        tally.model_commits[variant][commit] += 1
+        configured = experiment.variants[position].model_commit
+        if configured and commit != configured:
+            tally.quality["exposures_with_other_model_commit"] += 1
+        state = tally.users.get(user)
+        if state is None:
+            tally.users[user] = [moment, position, False]
+            continue
+        # Any variant differing from the one kept means the user saw two variants.
+        if position != state[1]:
+            state[2] = True
+        if moment < state[0]:
+            state[0], state[1] = moment, position
 
 
 def read_conversions(experiment: Experiment, paths: Sequence[Path], tally: Tally) -> None:
     """Classify each conversion against the (complete) exposures; keep converting users."""
-    for path in paths:
-        for number, event in _lines(path):
-            where = f"{path}:{number}"
-            if not isinstance(event, dict):
-                raise CommandError(f"{where}: not a JSON object")
-            tagged = event.get("experiment")
-            if tagged is not None and not isinstance(tagged, str):
-                raise CommandError(f'{where}: "experiment" must be a string')
-            if tagged is not None and tagged != experiment.name:
-                tally.quality["conversion_events_other_experiments"] += 1
-                continue
-            moment, user = _time(event, where), _field(event, "user", where)
-            tally.quality["conversion_events"] += 1
-            state = tally.users.get(user)
-            if state is None:
-                tally.quality["conversions_of_never_exposed_users"] += 1
-            elif state[2]:
-                tally.quality["conversions_of_excluded_users"] += 1
-            elif moment < state[0]:
-                tally.quality["conversions_before_exposure"] += 1
-            else:
-                tally.quality["conversion_events_counted"] += 1
-                tally.converted.add(user)
+    for where, event in _events(paths):
+        tagged = event.get("experiment")
+        if tagged is not None and not isinstance(tagged, str):
+            raise CommandError(f'{where}: "experiment" must be a string')
+        if tagged is not None and tagged != experiment.name:
+            tally.quality["conversion_events_other_experiments"] += 1
+            continue
+        moment, user = _time(event, where), _field(event, "user", where)
+        tally.quality["conversion_events"] += 1
+        state = tally.users.get(user)
+        if state is None:
+            tally.quality["conversions_of_never_exposed_users"] += 1
+        elif state[2]:
+            tally.quality["conversions_of_excluded_users"] += 1
+        elif moment < state[0]:
+            tally.quality["conversions_before_exposure"] += 1
+        else:
+            tally.quality["conversion_events_counted"] += 1
+            tally.converted.add(user)
 
 
 # --- statistics -----------------------------------------------------------------------
@@ -256,7 +261,11 @@ def wilson_interval(conversions: int, users: int, z: float) -> list[float] | Non
     p, z2 = conversions / users, z * z
     centre = (p + z2 / (2 * users)) / (1 + z2 / users)
     half = z / (1 + z2 / users) * math.sqrt(p * (1 - p) / users + z2 / (4 * users * users))
-    return [max(0.0, centre - half), min(1.0, centre + half)]
+    # At 0% (100%) the bound is exactly 0 (1), but centre - half rounds to about 1e-17
+    # above it for many n: a rate outside its own interval, which the chart refuses.
+    low = 0.0 if conversions == 0 else max(0.0, centre - half)
+    high = 1.0 if conversions == users else min(1.0, centre + half)
+    return [low, high]
 
 
 def compare(control: tuple[int, int], treatment: tuple[int, int], z: float) -> dict[str, Any]:
@@ -317,7 +326,7 @@ def compare(control: tuple[int, int], treatment: tuple[int, int], z: float) -> d
     if 0 < pooled < 1:
         se0 = math.sqrt(pooled * (1 - pooled) * (1 / nc + 1 / nt))
         result["z"] = diff / se0
-        result["p_value"] = float(2 * norm.sf(abs(diff / se0)))
+        result["p_value"] = float(2 * norm.sf(abs(result["z"])))
     else:
         nobody = "nobody converted" if pooled == 0 else "every user converted"
         notes.append(f"no test possible: {nobody} in either arm")
@@ -358,8 +367,10 @@ def srm_check(observed: dict[str, int], weights: dict[str, float]) -> dict[str, 
     result.update(chi_square=chi_square, df=len(cells) - 1)
     result["p_value"] = float(chi2.sf(chi_square, len(cells) - 1))
     result["mismatch"] = result["p_value"] < SRM_THRESHOLD
-    if min(e for _, e in cells) < 5:
-        result["note"] = "expected counts below 5: the chi-square approximation is rough"
+    if min(e for _, e in cells) < SMALL_COUNT:
+        result["note"] = (
+            f"expected counts below {SMALL_COUNT}: the chi-square approximation is rough"
+        )
     return result
 
 
@@ -539,25 +550,34 @@ def _p_is(value: float | None) -> str:
     return f"p {text[0]} {text[1:]}" if text.startswith("<") else f"p = {text}"
 
 
-def _interval(ci: list[float] | None, scale: float, digits: int, unit: str) -> str:
+def _estimate(
+    value: float | None,
+    ci: list[float] | None,
+    digits: int,
+    unit: str,
+    *,
+    sign: str = "+",
+    ci_unit: str | None = None,
+) -> str:
+    """A fraction in percent with its interval, "+30.0% [+1.7%, +66.2%]"; "n/a" if undefined.
+
+    sign "+" signs every figure (a lift), "" only negative ones (a rate); the bounds
+    carry `ci_unit`, by default `unit` (a lift in " pp" says its unit once).
+    """
+    if value is None:
+        return "n/a"
+    shown = f"{value * 100:{sign}.{digits}f}{unit}"
     if ci is None:
-        return "(CI undefined)"
-    low, high = (f"{bound * scale:+.{digits}f}{unit}" for bound in ci)
-    return f"[{low}, {high}]"
+        return f"{shown} (CI undefined)"
+    bound_unit = unit if ci_unit is None else ci_unit
+    low, high = (f"{bound * 100:{sign}.{digits}f}{bound_unit}" for bound in ci)
+    return f"{shown} [{low}, {high}]"
 
 
 def _lift(comparison: dict[str, Any]) -> str:
-    lift = comparison["absolute_lift"]
-    if lift is None:
-        return "n/a"
-    return f"{lift * 100:+.2f} pp {_interval(comparison['absolute_lift_ci'], 100, 2, '')}"
-
-
-def _relative(comparison: dict[str, Any]) -> str:
-    lift = comparison["relative_lift"]
-    if lift is None:
-        return "n/a"
-    return f"{lift * 100:+.1f}% {_interval(comparison['relative_lift_ci'], 100, 1, '%')}"
+    return _estimate(
+        comparison["absolute_lift"], comparison["absolute_lift_ci"], 2, " pp", ci_unit=""
+    )
 
 
 def _level(report: dict[str, Any]) -> str:
@@ -583,11 +603,13 @@ def render_markdown(report: dict[str, Any]) -> str:
         branch = f"`{v['branch']}`" if v["branch"] else "—"
         if v["model_commit"]:
             branch += f" @ `{v['model_commit'][:7]}`"
-        rate = _pct(v["rate"])
-        if v["rate_ci"] is not None:
-            rate += " " + _interval(v["rate_ci"], 100, 2, "%").replace("+", "")
+        rate = _estimate(v["rate"], v["rate_ci"], 2, "%", sign="")
         c = by_treatment.get(v["name"])
-        cells = ["—", "—", "—"] if c is None else [_lift(c), _relative(c), _p(c["p_value"])]
+        if c is None:
+            cells = ["—", "—", "—"]
+        else:
+            relative = _estimate(c["relative_lift"], c["relative_lift_ci"], 1, "%")
+            cells = [_lift(c), relative, _p(c["p_value"])]
         lines.append(
             f"| {label} | {branch} | {_num(v['weight'])} | {v['users']} | {v['conversions']} "
             f"| {rate} | {' | '.join(cells)} |"
@@ -736,7 +758,9 @@ def write_report(report: dict[str, Any], out: Path) -> str:
     out.mkdir(parents=True, exist_ok=True)
     markdown = render_markdown(report)
     (out / "report.md").write_text(markdown, encoding="utf-8")
-    (out / "report.json").write_text(json.dumps(report, indent=2, ensure_ascii=False) + "\n")
+    (out / "report.json").write_text(
+        json.dumps(report, indent=2, ensure_ascii=False) + "\n", encoding="utf-8"
+    )
     draw_chart(report, out / "chart.png")
     return markdown
 

@@ -28,6 +28,8 @@ from typing import Any
 
 import numpy as np
 
+from cloudbuild.cli_common import checked
+
 START = datetime(2026, 11, 23, tzinfo=UTC)
 WINDOW_US = 7 * 24 * 3600 * 10**6  # users arrive over one week
 HOUR_US = 3600 * 10**6
@@ -98,11 +100,16 @@ def _time(microseconds: int) -> str:
     return (START + timedelta(microseconds=microseconds)).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
+def check_skew(skew: float) -> float:
+    if not 0 <= skew < 1:
+        raise ValueError(f"skew must be in [0, 1), not {skew}")
+    return skew
+
+
 def assignment_probabilities(config: Mapping[str, Any], skew: float) -> np.ndarray:
     """The weights as probabilities, with the control's share cut by `skew` (0.1: by 10%)
     and the cut spread over the treatments in proportion to their weights: a broken split."""
-    if not 0 <= skew < 1:
-        raise ValueError(f"skew must be in [0, 1), not {skew}")
+    check_skew(skew)
     weights = np.array([float(v["weight"]) for v in config["variants"]])
     probabilities = weights / weights.sum()
     is_control = np.array([v["name"] == config["control"] for v in config["variants"]])
@@ -229,7 +236,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=0, help="(default: %(default)s)")
     parser.add_argument(
         "--skew",
-        type=float,
+        type=checked(lambda text: check_skew(float(text))),
         default=0.0,
         help="cut the control's share of users by this fraction, e.g. 0.05 (default: 0)",
     )
@@ -241,8 +248,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         help="the treatment's true rate is control-rate * (1 + this) (default: %(default)s)",
     )
     args = parser.parse_args(argv)
-    if not 0 <= args.skew < 1:
-        parser.error("--skew must be in [0, 1)")
     treatment_rate = args.control_rate * (1 + args.relative_lift)
     if not (0 <= args.control_rate <= 1 and 0 <= treatment_rate <= 1):
         parser.error("the control's and the treatment's rates must lie in [0, 1]")

@@ -14,7 +14,6 @@ so pytest need not rewrite it (PYTEST_DONT_REWRITE).
 """
 
 import shutil
-import socket
 import subprocess
 import time
 from collections.abc import Iterator
@@ -24,6 +23,8 @@ from pathlib import Path
 
 import pytest
 import redis
+
+from cloudbuild.preflight.serving import free_port
 
 START_TIMEOUT_SECONDS = 10.0
 # Another process can take the free port between our probe and redis-server's bind;
@@ -54,13 +55,6 @@ class RedisServer:
         return redis.Redis(host="127.0.0.1", port=self.port, socket_timeout=5)
 
 
-def free_loopback_port() -> int:
-    """A TCP port nothing listens on at this moment."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
 @contextmanager
 def running_redis_server(folder: Path) -> Iterator[RedisServer]:
     """Start redis-server in `folder` (its working directory and log), stop it on exit.
@@ -72,7 +66,7 @@ def running_redis_server(folder: Path) -> Iterator[RedisServer]:
         raise RedisServerMissing(MISSING)
     folder.mkdir(parents=True, exist_ok=True)
     for attempt in range(1, START_ATTEMPTS + 1):
-        server = RedisServer(port=free_loopback_port(), log=folder / f"redis-{attempt}.log")
+        server = RedisServer(port=free_port(), log=folder / f"redis-{attempt}.log")
         with server.log.open("wb") as log:
             process = subprocess.Popen(
                 [executable, *_options(server.port, folder)],

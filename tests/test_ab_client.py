@@ -32,7 +32,8 @@ from auth.abclient import (
     hash_user,
 )
 from cloudbuild.experiment import published
-from tests.redis_server import RedisServer, free_loopback_port
+from cloudbuild.preflight.serving import free_port
+from tests.redis_server import RedisServer
 
 pytest_plugins = ["tests.redis_server"]
 
@@ -434,7 +435,7 @@ def test_the_cache_key_example_of_the_porting_spec() -> None:
 def test_redis_down_still_answers_quickly_and_says_why(
     gateway: FakeGateway, config: ExperimentConfig, caplog: pytest.LogCaptureFixture
 ) -> None:
-    closed = f"redis://127.0.0.1:{free_loopback_port()}/0"
+    closed = f"redis://127.0.0.1:{free_port()}/0"
     client = make_client(config, closed)
     started = time.monotonic()
     with caplog.at_level(logging.DEBUG, logger="abclient"):
@@ -571,7 +572,7 @@ def test_a_token_callable_returning_nothing_is_a_clear_error(config: ExperimentC
 
 
 def test_a_gateway_that_does_not_answer_raises_gateway_error(redis_server: RedisServer) -> None:
-    config = ExperimentConfig.from_dict(config_data(f"http://127.0.0.1:{free_loopback_port()}"))
+    config = ExperimentConfig.from_dict(config_data(f"http://127.0.0.1:{free_port()}"))
     with pytest.raises(GatewayError, match="no answer: ConnectError") as raised:
         make_client(config, redis_server.url).predict("user-1", [GENTOO])
     assert raised.value.status is None

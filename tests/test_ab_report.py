@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 from matplotlib.image import imread
 
-from cloudbuild.ab_report import SRM_THRESHOLD, compare, srm_check, z_critical
+from cloudbuild.ab_report import SRM_THRESHOLD, compare, srm_check, wilson_interval, z_critical
 from cloudbuild.cli_common import Command
 from cloudbuild.cli_common import main as cli_main
 from tests.ab_simulation import CLEAN, DEFAULT_NOISE, default_config, simulate
@@ -438,6 +438,18 @@ def test_no_testable_comparison_gives_no_verdict(tmp_path, counts):
     assert report["verdict"]["kind"] == "insufficient_data"
     assert report["verdict"]["winner"] is None
     assert (tmp_path / "out" / "chart.png").exists()
+
+
+def test_rates_of_0_and_100_percent_lie_inside_their_intervals(tmp_path):
+    # Rounding put the Wilson bound about 1e-17 above 0 (below 1) for many sizes, 7 and 10
+    # among them: a 0% (100%) rate fell outside its own interval and the chart crashed.
+    z = z_critical(0.05)
+    for users in range(1, 200):
+        assert wilson_interval(0, users, z)[0] == 0.0
+        assert wilson_interval(users, users, z)[1] == 1.0
+    counts = {"control": (7, 0), "treatment": (10, 10)}
+    assert run(tmp_path, config_with(("control", 1), ("treatment", 1)), *cohorts(counts)) == 0
+    assert (tmp_path / "out" / "chart.png").stat().st_size > 0
 
 
 # --- the files ------------------------------------------------------------------------

@@ -200,8 +200,9 @@ def _variant(data: object, path: str, gateway_url: str) -> Variant:
     # The gateway exposes each variant at a route derived from its name, and the JWT's
     # audience is the gateway URL: a url elsewhere means a config built by mistake.
     route = _text(item, "route", prefix)
-    if route != f"/variants/{name}/predict":
-        raise ConfigError(f"{prefix}route: must be /variants/{name}/predict, got {route!r}")
+    expected_route = f"/variants/{name}/predict"
+    if route != expected_route:
+        raise ConfigError(f"{prefix}route: must be {expected_route}, got {route!r}")
     url = _text(item, "url", prefix)
     if url != gateway_url + route:
         raise ConfigError(f"{prefix}url: must be gateway_url + route, {gateway_url + route!r}")
@@ -397,9 +398,9 @@ class ExperimentClient:
         Raises ValueError for instances that are no list of objects, GatewayError when
         the gateway answers anything but success; Redis problems never raise.
         """
-        if isinstance(instances, str | bytes) or not isinstance(instances, Sequence):
-            raise ValueError("instances must be a list of objects")
-        if not instances or not all(isinstance(item, Mapping) for item in instances):
+        # A str is a Sequence too (of one-character strings): refuse it by name.
+        is_list = isinstance(instances, Sequence) and not isinstance(instances, str | bytes)
+        if not is_list or not instances or not all(isinstance(i, Mapping) for i in instances):
             raise ValueError("instances must be a non-empty list of objects")
         canonical = canonical_request(instances)
         variant = self.config.variant(
