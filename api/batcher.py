@@ -36,8 +36,7 @@ class MicroBatcher:
         self._max_rows = max_rows  # a call never scores more rows than this (one request may)
         self._waiting: list[tuple[Instances, asyncio.Future]] = []
         self._flush_scheduled = False
-        self.calls = 0  # pipeline calls made, for tests and benchmarks
-        self.requests = 0  # requests scored
+        self.calls = 0  # scoring calls made, which the tests count
 
     async def score(self, instances: Instances) -> np.ndarray:
         """This request's rows of scores, from a call shared with whoever else is ready."""
@@ -75,7 +74,6 @@ class MicroBatcher:
                 for item in group:
                     self._score_group([item])
             return
-        self.requests += len(group)
         start = 0
         for rows, future in group:
             _settle(future, result=scores[start : start + len(rows)])

@@ -26,10 +26,11 @@ from sklearn.impute import SimpleImputer
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import OneHotEncoder, StandardScaler
 
+from api.columns import column_builder
 from api.feature_schema import CategoryFeature, Feature
 
 TOLERANCE = 1e-9
-Column = Callable[[list[Any]], np.ndarray]  # one feature's values -> an (n, width) block
+Block = Callable[[list[Any]], np.ndarray]  # one feature's values -> an (n, width) block
 
 
 class NotCompilable(ValueError):
@@ -40,10 +41,9 @@ class FastPath:
     """Scores instances as `pipeline.predict_proba` would, without the per-call overhead."""
 
     def __init__(self, pipeline: Pipeline, features: Sequence[Feature]) -> None:
-        steps = getattr(pipeline, "steps", None)
-        if not isinstance(pipeline, Pipeline) or len(steps) != 2:
+        if not isinstance(pipeline, Pipeline) or len(pipeline.steps) != 2:
             raise NotCompilable("the model is not a two-step Pipeline (preprocessing, classifier)")
-        preprocess, self._classifier = steps[0][1], steps[1][1]
+        (_, preprocess), (_, self._classifier) = pipeline.steps
         if not isinstance(preprocess, ColumnTransformer):
             raise NotCompilable(
                 f"its first step is a {type(preprocess).__name__}, not a ColumnTransformer"
@@ -51,7 +51,7 @@ class FastPath:
         if hasattr(self._classifier, "feature_names_in_"):
             raise NotCompilable("the classifier was fitted on named columns")
         by_name = {feature.name: feature for feature in features}
-        self._blocks: list[tuple[str, Column, int]] = []
+        self._blocks: list[tuple[str, Block, int]] = []
         for name, transformer, columns in preprocess.transformers_:
             if transformer == "drop":
                 continue
@@ -72,7 +72,7 @@ class FastPath:
         return self._classifier.predict_proba(matrix)
 
 
-def _compile_column(name: str, transformer: Any, feature: Feature) -> tuple[str, Column, int]:
+def _compile_column(name: str, transformer: Any, feature: Feature) -> tuple[str, Block, int]:
     steps = transformer.steps if isinstance(transformer, Pipeline) else [(name, transformer)]
     fill: Any = None
     operations: list[Callable[[np.ndarray], np.ndarray]] = []
@@ -99,13 +99,14 @@ def _compile_column(name: str, transformer: Any, feature: Feature) -> tuple[str,
         else:
             raise NotCompilable(f"{where}: a {type(step).__name__} here is not implemented")
 
+    build = column_builder(feature)
+
     def column(values: list[Any]) -> np.ndarray:
-        if categorical:
-            array = np.array(values, dtype=object)
-            missing = np.array([value is None for value in values])
-        else:
-            array = np.array(values, dtype=np.float64)  # None becomes NaN
-            missing = np.isnan(array)
+        # The same array the pipeline's frame gets, so the probe check compares like with like.
+        array = build(values)
+        # A missing value is NaN there, the one value not equal to itself: this finds it
+        # in number and category columns alike.
+        missing = array != array
         if missing.any():
             if fill is None:
                 raise ValueError(f"{name}: a missing value and no imputer")

@@ -90,7 +90,6 @@ def _add_predict_route(app: FastAPI, settings: Settings, model: LoadedModel) -> 
     predictor = Predictor(model.pipeline, model.schema.features)
     batcher = MicroBatcher(predictor.probabilities, max_rows=settings.max_batch)
     app.state.batcher = batcher
-    app.state.predictor = predictor
     logger.info("scoring with the %s", predictor.scoring)
     if predictor.fast_path_refused:
         logger.info("no fast path: %s", predictor.fast_path_refused)

@@ -3,19 +3,18 @@
 The pipeline's ColumnTransformer selects columns by name from a pandas DataFrame, and
 building that frame is a large share of a small request's cost. So the frame is
 built once per batch, column by column, from NumPy arrays whose dtypes are decided
-at start-up from the schema (never by pandas guessing per request).
+at start-up from the schema (columns.py; never by pandas guessing per request).
 """
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
+from api.columns import column_builder
 from api.fast_path import FastPath, NotCompilable, agrees, probe_instances
-from api.feature_schema import CategoryFeature, Feature, IntegerFeature, NumberFeature
-
-Column = Callable[[list[Any]], np.ndarray]
+from api.feature_schema import Feature
 
 
 class UnscorableInstancesError(ValueError):
@@ -35,7 +34,7 @@ class Predictor:
         by_name = {feature.name: feature for feature in features}
         # The pipeline checks that columns arrive in the order it was fitted with.
         self._columns = [
-            (name, _column_builder(by_name[name])) for name in pipeline.feature_names_in_
+            (name, column_builder(by_name[name])) for name in pipeline.feature_names_in_
         ]
         self._classes: list[str] = [str(label) for label in pipeline.classes_]
         self._score = self.pipeline_probabilities
@@ -51,10 +50,6 @@ class Predictor:
             self._score = fast.probabilities
             self.scoring = "NumPy fast path, checked against the pipeline"
 
-    def predict(self, instances: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
-        """A label and a probability per class for each instance, in order."""
-        return self.answers(self.probabilities(instances))
-
     def probabilities(self, instances: Sequence[Mapping[str, Any]]) -> np.ndarray:
         """One row of class probabilities per instance; rows are independent of each other,
         which is what lets the batcher score several requests' instances in one call."""
@@ -62,11 +57,14 @@ class Predictor:
 
     def pipeline_probabilities(self, instances: Sequence[Mapping[str, Any]]) -> np.ndarray:
         """The scikit-learn pipeline's own answer, from a DataFrame built for it."""
-        frame = pd.DataFrame(
+        return self._pipeline.predict_proba(self.frame(instances))
+
+    def frame(self, instances: Sequence[Mapping[str, Any]]) -> pd.DataFrame:
+        """The instances as the DataFrame the pipeline is given, columns in fitted order."""
+        return pd.DataFrame(
             {name: build([row[name] for row in instances]) for name, build in self._columns},
             copy=False,
         )
-        return self._pipeline.predict_proba(frame)
 
     def answers(self, probabilities: np.ndarray) -> list[dict[str, Any]]:
         """The predictions for rows of probabilities; refuses rows that are not finite."""
@@ -81,21 +79,3 @@ class Predictor:
             {"label": classes[index], "probabilities": dict(zip(classes, row, strict=True))}
             for index, row in zip(best, probabilities.tolist(), strict=True)
         ]
-
-
-def _column_builder(feature: Feature) -> Column:
-    """How one feature's values become the column the pipeline was fitted on."""
-    if isinstance(feature, NumberFeature) or (
-        isinstance(feature, IntegerFeature) and feature.nullable
-    ):
-        # NumPy turns None into NaN in a float array, which the pipeline's imputer fills;
-        # pandas reads an integer column with gaps as float64 in training too.
-        return lambda values: np.array(values, dtype=np.float64)
-    if isinstance(feature, IntegerFeature):
-        return lambda values: np.array(values, dtype=np.int64)
-    if isinstance(feature, CategoryFeature) and feature.nullable:
-        # scikit-learn's imputers recognise NaN as missing in text columns, not None.
-        return lambda values: np.array(
-            [np.nan if value is None else value for value in values], dtype=object
-        )
-    return lambda values: np.array(values, dtype=object)

@@ -106,19 +106,24 @@ def instance(i: int) -> dict:
     return {**VALID_INSTANCE, "bill_length_mm": 35.0 + i / 4, "body_mass_g": 3000.0 + 25 * i}
 
 
+def send_all_at_once(url: str, bodies: list[dict]) -> list[httpx.Response]:
+    """Each body on a connection of its own, as separate users send them, 16 at a time."""
+
+    def send(body):
+        with httpx.Client(base_url=url) as client:
+            return client.post("/predict", json=body)
+
+    with ThreadPoolExecutor(max_workers=16) as pool:
+        return list(pool.map(send, bodies))
+
+
 def test_answers_under_concurrency_equal_answers_one_at_a_time(server):
     app, url = server
     bodies = [{"instances": [instance(i)] * (1 + i % 3)} for i in range(64)]
     with httpx.Client(base_url=url) as client:
         alone = [client.post("/predict", json=body).json() for body in bodies]
     calls_before = app.state.batcher.calls
-
-    def send(body):
-        with httpx.Client(base_url=url) as client:  # a connection each, as separate users
-            return client.post("/predict", json=body)
-
-    with ThreadPoolExecutor(max_workers=16) as pool:
-        together = list(pool.map(send, bodies))
+    together = send_all_at_once(url, bodies)
     assert [r.status_code for r in together] == [200] * len(bodies)
     for answer, expected in zip((r.json() for r in together), alone, strict=True):
         assert answer["model"] == expected["model"]
@@ -137,11 +142,5 @@ def test_a_bad_request_among_concurrent_good_ones_gets_its_own_422(server):
     _, url = server
     bad = {"instances": [{**VALID_INSTANCE, "island": "Atlantis"}]}
     bodies = [{"instances": [instance(i)]} for i in range(15)] + [bad]
-
-    def send(body):
-        with httpx.Client(base_url=url) as client:
-            return client.post("/predict", json=body)
-
-    with ThreadPoolExecutor(max_workers=16) as pool:
-        statuses = [r.status_code for r in pool.map(send, bodies)]
+    statuses = [r.status_code for r in send_all_at_once(url, bodies)]
     assert statuses == [200] * 15 + [422]

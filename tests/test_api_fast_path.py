@@ -5,8 +5,6 @@ API's own fixture pipeline (several columns per transformer) is one the fast pat
 does not implement, so it shows the fallback.
 """
 
-from pathlib import Path
-
 import numpy as np
 import pandas as pd
 import pytest
@@ -15,12 +13,11 @@ from sklearn.preprocessing import MinMaxScaler
 from api.fast_path import FastPath, NotCompilable, agrees, probe_instances
 from api.feature_schema import FeatureSchema
 from api.predictor import Predictor
+from tests.api_model_fixture import DATA, SCHEMA
 from training.data import read_csv
 from training.train import TrainParams, train
 
 pytest_plugins = ["tests.api_model_fixture"]
-
-DATA = Path("training/data/penguins.csv")
 
 
 @pytest.fixture(scope="module")
@@ -98,8 +95,6 @@ def test_a_fast_path_that_disagrees_with_the_pipeline_is_refused(trained):
 
 
 def test_the_api_fixture_pipeline_falls_back_and_says_why(penguins_model):
-    from tests.api_model_fixture import SCHEMA
-
     features = FeatureSchema.model_validate(SCHEMA).features
     predictor = Predictor(penguins_model, features)
     assert "does not take one schema feature" in predictor.fast_path_refused

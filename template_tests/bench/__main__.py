@@ -134,7 +134,7 @@ def run(profile: Profile, out: Path, progress: Progress) -> dict:
     document["robustness"] = robust
     document["goals"] = goals.evaluate(document)
     document["failures"] = [
-        f"{document[system.key]['title']}: {problem}"
+        f"{system.title}: {problem}"
         for system in under_test
         for problem in document[system.key]["problems"]
     ] + [f"robustness round: {problem}" for problem in robust["problems"]]

@@ -20,7 +20,19 @@ class Goal:
     measure: Callable[[dict], float]
     met: Callable[[float], bool]
     target: str
-    unit: str  # how the measured value is written: "ms", "x" or "MB"
+    unit: str  # how the measured value is written: "+ms", "x" or "MB"
+
+
+def _ratio(description: str, figure: str, baseline: str, comparison: str, bound: float) -> Goal:
+    """A goal on our API's `figure` divided by `baseline`'s: at most (≤) or at least (≥) `bound`."""
+    return Goal(
+        description,
+        ("api", baseline),
+        lambda r: r["api"][figure] / r[baseline][figure],
+        (lambda ratio: ratio <= bound) if comparison == "≤" else (lambda ratio: ratio >= bound),
+        f"{comparison} {bound}×",
+        "x",
+    )
 
 
 GOALS = (
@@ -32,37 +44,17 @@ GOALS = (
         f"≤ +{OVERHEAD_BUDGET_MS} ms",
         "+ms",
     ),
-    Goal(
-        "API p50 at 1 connection / MLServer tuned's",
-        ("api", "mlserver"),
-        lambda r: r["api"]["p50_ms"] / r["mlserver"]["p50_ms"],
-        lambda ratio: ratio <= 0.6,
-        "≤ 0.6×",
-        "x",
+    _ratio("API p50 at 1 connection / MLServer tuned's", "p50_ms", "mlserver", "≤", 0.6),
+    _ratio("API req/s at 16 connections / MLServer tuned's", "rps", "mlserver", "≥", 1.5),
+    _ratio(
+        "API req/s at 16 connections / MLServer batching's", "rps", "mlserver_batching", "≥", 1.0
     ),
-    Goal(
-        "API req/s at 16 connections / MLServer tuned's",
-        ("api", "mlserver"),
-        lambda r: r["api"]["rps"] / r["mlserver"]["rps"],
-        lambda ratio: ratio >= 1.5,
-        "≥ 1.5×",
-        "x",
-    ),
-    Goal(
-        "API req/s at 16 connections / MLServer batching's",
-        ("api", "mlserver_batching"),
-        lambda r: r["api"]["rps"] / r["mlserver_batching"]["rps"],
-        lambda ratio: ratio >= 1.0,
-        "≥ 1.0×",
-        "x",
-    ),
-    Goal(
+    _ratio(
         "API start-up (spawn to first prediction) / MLServer tuned's",
-        ("api", "mlserver"),
-        lambda r: r["api"]["startup_s"] / r["mlserver"]["startup_s"],
-        lambda ratio: ratio <= 0.6,
-        "≤ 0.6×",
-        "x",
+        "startup_s",
+        "mlserver",
+        "≤",
+        0.6,
     ),
     Goal(
         "API peak RSS of its process tree",

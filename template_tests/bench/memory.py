@@ -18,17 +18,24 @@ PROC = Path("/proc")
 SAMPLE_INTERVAL_S = 0.1
 
 
+def stat_fields(pid: int | str) -> list[str]:
+    """The fields of /proc/<pid>/stat after the command name (the state first, field 3
+    of stat(5)); an empty list once the process is gone."""
+    try:
+        text = (PROC / str(pid) / "stat").read_text()
+    except OSError:
+        return []
+    # The command name, in parentheses, may itself hold spaces or parentheses.
+    return text[text.rindex(")") + 2 :].split()
+
+
 def tree(root: int) -> list[int]:
     """`root` and every process descending from it that is alive now."""
     children: dict[int, list[int]] = {}
-    for stat in PROC.glob("[0-9]*/stat"):
-        try:
-            text = stat.read_text()
-        except OSError:
-            continue  # exited while being listed
-        # The command name, in parentheses, may itself hold spaces or parentheses.
-        fields = text[text.rindex(")") + 2 :].split()
-        children.setdefault(int(fields[1]), []).append(int(stat.parent.name))
+    for process in PROC.glob("[0-9]*"):
+        fields = stat_fields(process.name)
+        if fields:  # else it exited while being listed
+            children.setdefault(int(fields[1]), []).append(int(process.name))
     found, pending = [], [root]
     while pending:
         pid = pending.pop()

@@ -168,12 +168,10 @@ def _cpu_ticks(root: int) -> int:
     """User and system CPU time, in clock ticks, of `root` and its descendants."""
     total = 0
     for pid in memory.tree(root):
-        try:
-            fields = (memory.PROC / str(pid) / "stat").read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue  # exited meanwhile
-        # utime and stime: fields 14 and 15 of stat(5), counting the pid as field 1.
-        total += int(fields[11]) + int(fields[12])
+        fields = memory.stat_fields(pid)
+        if fields:  # else it exited meanwhile
+            # utime and stime: fields 14 and 15 of stat(5); the list starts at field 3.
+            total += int(fields[11]) + int(fields[12])
     return total
 
 

@@ -1,9 +1,9 @@
 """The model every system serves, and the one row every system is asked to score.
 
 The model is trained afresh by the project's own training command, so the benchmark
-measures whatever `training/` builds today. It is read back the way
-api/model_store.py reads it (skops, trusting only `numpy.dtype`), without importing
-`api`: the API's code is what is being measured, not a library of the harness.
+measures whatever `training/` builds today. It is read back by the API's own loader
+(api/model_store.py), so every system serves exactly what the API accepts, checks
+and trusted types included.
 """
 
 import json
@@ -14,32 +14,26 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pandas as pd
-import skops.io
 
+from api.feature_schema import FeatureSchema
+from api.model_store import load_model
+from api.predictor import Predictor
 from template_tests.bench.errors import BenchError
 
 REPO = Path(__file__).resolve().parents[2]
 TRAINING_DATA = REPO / "training" / "data" / "penguins.csv"
-TRUSTED_TYPES = ["numpy.dtype"]
+SAMPLE_REQUEST = REPO / "api" / "sample-request.json"
 
-# One penguin with every feature given (the first instance of api/sample-request.json),
+# The first instance of the API's sample request: a penguin with every feature given,
 # so no system is judged on how it spells a missing value.
-SAMPLE_ROW: dict[str, Any] = {
-    "island": "Biscoe",
-    "sex": "female",
-    "bill_length_mm": 46.1,
-    "bill_depth_mm": 13.2,
-    "flipper_length_mm": 211,
-    "body_mass_g": 4500,
-}
+SAMPLE_ROW: dict[str, Any] = json.loads(SAMPLE_REQUEST.read_text(encoding="utf-8"))["instances"][0]
 
 
 @dataclass(frozen=True)
 class TrainedModel:
     pipeline: Any
-    schema: dict[str, Any]
+    schema: FeatureSchema
 
     @property
     def classes(self) -> list[str]:
@@ -47,20 +41,11 @@ class TrainedModel:
 
     @property
     def category_features(self) -> set[str]:
-        return {f["name"] for f in self.schema["features"] if f["type"] == "category"}
+        return {f.name for f in self.schema.features if f.type == "category"}
 
     def frame(self, row: dict[str, Any]) -> pd.DataFrame:
-        """`row` as a one-row frame built the way the API builds one.
-
-        Columns in the order the pipeline was fitted with, each from a NumPy array of
-        a fixed dtype: float64 for numbers, object for categories (pandas 3 then
-        stores those as its string dtype, as it does in the API).
-        """
-        columns = {}
-        for name in self.pipeline.feature_names_in_:
-            dtype = object if name in self.category_features else np.float64
-            columns[name] = np.array([row[name]], dtype=dtype)
-        return pd.DataFrame(columns, copy=False)
+        """`row` as the one-row frame the API hands the pipeline (api/predictor.py)."""
+        return Predictor(self.pipeline, self.schema.features).frame([row])
 
 
 def train(model_dir: Path) -> None:
@@ -78,6 +63,5 @@ def train(model_dir: Path) -> None:
 
 
 def load(model_dir: Path) -> TrainedModel:
-    pipeline = skops.io.load(model_dir / "model.skops", trusted=TRUSTED_TYPES)
-    schema = json.loads((model_dir / "schema.json").read_text(encoding="utf-8"))
-    return TrainedModel(pipeline=pipeline, schema=schema)
+    model = load_model(model_dir)
+    return TrainedModel(pipeline=model.pipeline, schema=model.schema)
