@@ -41,7 +41,7 @@ train: setup ## Train on DATA (the shipped sample) into MODEL_DIR
 	rm -rf $(MODEL_DIR)
 	$(BIN)/python -m training train --data $(DATA) --model-dir $(MODEL_DIR) --branch "$$BRANCH"
 
-serve: setup ## Serve MODEL_DIR on http://HOST:PORT (Ctrl-C stops it)
+serve: setup ## Serve MODEL_DIR on http://HOST:PORT (HOST 127.0.0.1: loopback only) (Ctrl-C stops it)
 	@test -f $(MODEL_DIR)/schema.json || { echo "no model in $(MODEL_DIR): run 'make train' first" >&2; exit 1; }
 	MODEL_DIR=$(MODEL_DIR) HOST=$(HOST) AIP_HTTP_PORT=$(PORT) $(BIN)/python -m api
 

@@ -6,11 +6,11 @@ from api.settings import get_settings
 
 
 def main() -> None:
+    settings = get_settings()
     uvicorn.run(
         "api.main:app",
-        # The platforms reach the container from outside it, so it listens on every interface.
-        host="0.0.0.0",  # noqa: S104
-        port=get_settings().port,
+        host=settings.host,
+        port=settings.port,
         # Cloud Run and Vertex AI already log every request; a second access log line per
         # request would double the log volume and cost time on the request path.
         access_log=False,

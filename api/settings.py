@@ -22,6 +22,9 @@ class Settings:
     """Each field is set by the environment variable named in `from_env`."""
 
     model_dir: Path = Path("/app/model")
+    # The platforms reach the container from outside it, so it listens on every
+    # interface; `make serve` and the tests set HOST=127.0.0.1 to stay on loopback.
+    host: str = "0.0.0.0"  # noqa: S104
     port: int = 8080
     health_route: str = "/health"
     predict_route: str = "/predict"
@@ -51,6 +54,7 @@ class Settings:
         port_variable = "AIP_HTTP_PORT" if _value(env, "AIP_HTTP_PORT") else "PORT"
         return cls(
             model_dir=Path(_value(env, "MODEL_DIR") or defaults.model_dir),
+            host=_value(env, "HOST") or defaults.host,
             port=_integer_from(env, port_variable, defaults.port),
             health_route=_value(env, "AIP_HEALTH_ROUTE") or defaults.health_route,
             predict_route=_value(env, "AIP_PREDICT_ROUTE") or defaults.predict_route,

@@ -80,3 +80,9 @@ def test_get_settings_reads_the_environment_once(monkeypatch):
         assert first.max_batch == 7
     finally:
         get_settings.cache_clear()
+
+
+def test_host_is_every_interface_unless_set():
+    # The platforms reach the container from outside; `make serve` keeps to loopback.
+    assert Settings.from_env({}).host == "0.0.0.0"
+    assert Settings.from_env({"HOST": "127.0.0.1"}).host == "127.0.0.1"
