@@ -12,6 +12,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+import requests
 from google.cloud.aiplatform import jobs as aiplatform_jobs
 
 from cloudbuild.__main__ import COMMANDS
@@ -24,6 +25,12 @@ from cloudbuild.double.gcloud import gcloud_env
 def cli(*argv: str | Path) -> int:
     """Run a `python -m cloudbuild` command in-process; its exit code."""
     return main(COMMANDS, [str(arg) for arg in argv])
+
+
+def call(double: Double, method: str, url: str, **kwargs) -> requests.Response:
+    """A request to a made-up Google host, through the double as the proxy."""
+    proxies = {"http": double.url, "https": double.url}
+    return requests.request(method, url, proxies=proxies, timeout=10, **kwargs)
 
 
 @pytest.fixture

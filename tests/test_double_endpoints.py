@@ -12,14 +12,13 @@ import re
 import subprocess
 
 import pytest
-import requests
 import yaml
 
 from cloudbuild import openapi
 from cloudbuild.config import load
 from cloudbuild.double import Double, discovery
 from cloudbuild.double.servicemanagement_api import DOCUMENT, ServiceManagementApi
-from tests.gcp_double_fixture import gcloud_runner
+from tests.gcp_double_fixture import call, gcloud_runner
 
 PROJECT = load().gcp_project_id
 GATEWAY = "penguins-gateway-abc123-ew.a.run.app"
@@ -128,9 +127,10 @@ def test_a_spec_is_refused_for_a_service_other_than_its_host(gcloud):
     spec["host"] = "another-gateway-abc123-ew.a.run.app"
     contents = base64.b64encode(yaml.safe_dump(spec).encode()).decode()
     body = {"configSource": {"files": [{"fileContents": contents, "fileType": "OPEN_API_YAML"}]}}
-    response = requests.post(
+    response = call(
+        gcloud.double, "POST",
         f"http://servicemanagement.googleapis.test/v1/services/{GATEWAY}/configs:submit",
-        json=body, proxies={"http": gcloud.double.url}, timeout=10,
+        json=body,
     )  # fmt: skip
     assert response.status_code == 400
     assert "is not the service it is submitted to" in response.json()["error"]["message"]
@@ -164,18 +164,17 @@ def test_config_ids_count_past_nine_in_number_order(tmp_path):
     with Double(tmp_path / "gcp") as double:
         api = double.servicemanagement
         base = "http://servicemanagement.googleapis.test/v1"
-        proxies = {"http": double.url}
-        created = requests.post(
-            f"{base}/services", json={"serviceName": GATEWAY, "producerProjectId": PROJECT},
-            proxies=proxies, timeout=10,
+        created = call(
+            double, "POST", f"{base}/services",
+            json={"serviceName": GATEWAY, "producerProjectId": PROJECT},
         )  # fmt: skip
         assert created.status_code == 200, created.text
         contents = base64.b64encode(yaml.safe_dump(rendered()).encode()).decode()
         source = {"files": [{"fileContents": contents, "fileType": "OPEN_API_YAML"}]}
         for _ in range(11):
-            submitted = requests.post(
-                f"{base}/services/{GATEWAY}/configs:submit", json={"configSource": source},
-                proxies=proxies, timeout=10,
+            submitted = call(
+                double, "POST", f"{base}/services/{GATEWAY}/configs:submit",
+                json={"configSource": source},
             )  # fmt: skip
             assert submitted.status_code == 200, submitted.text
     ids = [config["id"] for config in api.configs(GATEWAY)]

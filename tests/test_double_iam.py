@@ -10,13 +10,12 @@ from __future__ import annotations
 import json
 
 import pytest
-import requests
 
 from cloudbuild import bootstrap
 from cloudbuild.config import load
 from cloudbuild.double import Double
 from cloudbuild.double.iam_api import IamApi
-from tests.gcp_double_fixture import gcloud_runner
+from tests.gcp_double_fixture import call, gcloud_runner
 
 PROJECT = "example-project-123"
 REGION = "europe-west1"
@@ -31,12 +30,6 @@ def gcloud(tmp_path):
         run = gcloud_runner(double, tmp_path, PROJECT, add_project_flag=True)
         run.iam, run.registry = double.iam, double.artifactregistry
         yield run
-
-
-def call(double: Double, method: str, url: str, **kwargs) -> requests.Response:
-    """A request to a made-up Google host, through the double as the proxy."""
-    proxies = {"http": double.url, "https": double.url}
-    return requests.request(method, url, proxies=proxies, timeout=10, **kwargs)
 
 
 def members(policy: dict, role: str) -> list[str]:

@@ -26,6 +26,7 @@ from cloudbuild.double.gcloud import gcloud_env
 from cloudbuild.double.run_api import RevisionFailed, RunApi, service_host
 from cloudbuild.double.serviceusage_api import ServiceUsageApi
 from cloudbuild.env import API_STARTUP_PROBE
+from tests.gcp_double_fixture import call
 
 PROJECT = "example-project-123"
 REGION = "europe-west1"
@@ -112,8 +113,7 @@ class Cloud:
         return result.stdout.strip()
 
     def http(self, method: str, url: str, body: Any = None) -> requests.Response:
-        proxies = {"http": self.double.url}
-        return requests.request(method, url, json=body, proxies=proxies, timeout=5)
+        return call(self.double, method, url, json=body)
 
     def service(self, name: str = API_SERVICE) -> dict[str, Any]:
         [found] = [s for s in self.run.services() if s["name"] == name]

@@ -4,12 +4,9 @@ import pytest
 import requests
 
 from cloudbuild.double import Double
+from tests.gcp_double_fixture import call
 
 pytest_plugins = ["tests.gcp_double_fixture"]
-
-
-def proxies(double: Double) -> dict[str, str]:
-    return {"http": double.url, "https": double.url}
 
 
 def test_env_points_every_client_at_the_double(double: Double):
@@ -25,18 +22,14 @@ def test_env_points_every_client_at_the_double(double: Double):
 def test_made_up_hosts_are_routed_by_their_api_name(double: Double):
     double.storage.create_bucket("routed")
     for host in ("storage.googleapis.test", "europe-west1-storage.googleapis.test"):
-        response = requests.get(
-            f"http://{host}/storage/v1/b/routed", proxies=proxies(double), timeout=5
-        )
+        response = call(double, "GET", f"http://{host}/storage/v1/b/routed")
         assert response.status_code == 200, host
         assert response.json()["name"] == "routed"
     assert double.requests()[-1]["host"] == "europe-west1-storage.googleapis.test"
 
 
 def test_an_api_the_double_lacks_is_a_google_style_404(double: Double):
-    response = requests.get(
-        "http://nothing.googleapis.test/v1/things", proxies=proxies(double), timeout=5
-    )
+    response = call(double, "GET", "http://nothing.googleapis.test/v1/things")
     assert response.status_code == 404
     error = response.json()["error"]
     assert error["status"] == "NOT_FOUND"
@@ -51,7 +44,7 @@ def test_the_vertex_api_is_not_reachable_by_path_alone(double: Double):
 
 def test_https_is_refused_so_nothing_leaves_the_machine(double: Double):
     with pytest.raises(requests.exceptions.ProxyError):
-        requests.get("https://storage.googleapis.com/", proxies=proxies(double), timeout=5)
+        call(double, "GET", "https://storage.googleapis.com/")
     entry = double.requests()[-1]
     assert (entry["method"], entry["host"], entry["status"]) == (
         "CONNECT",

@@ -120,8 +120,7 @@ class ArtifactRegistryApi:
         with self._lock:
             if path.exists():
                 raise ApiError(409, "the repository already exists")
-            path.parent.mkdir(parents=True, exist_ok=True)
-            path.write_text(json.dumps(repository, indent=2))
+            state.write_json(path, repository)
         operation_id = str(uuid.uuid4())
         operation = {
             "name": f"projects/{project}/locations/{location}/operations/{operation_id}",
@@ -129,7 +128,7 @@ class ArtifactRegistryApi:
             "done": True,
             "response": {"@type": TYPE_PREFIX + "Repository", **repository},
         }
-        (self._operations / f"{operation_id}.json").write_text(json.dumps(operation, indent=2))
+        state.write_json(self._operations / f"{operation_id}.json", operation)
         return Response.json(operation)
 
     def _update(
@@ -151,9 +150,7 @@ class ArtifactRegistryApi:
                 else:
                     repository.pop(field, None)
             repository["updateTime"] = state.now()
-            self._path(project, location, repository_id).write_text(
-                json.dumps(repository, indent=2)
-            )
+            state.write_json(self._path(project, location, repository_id), repository)
         return repository
 
     def _operation(self, operation_id: str) -> dict[str, Any]:
@@ -167,9 +164,7 @@ class ArtifactRegistryApi:
     def repository(self, project: str, location: str, repository_id: str) -> dict[str, Any]:
         """The repository as GET returns it; 404 when it does not exist."""
         path = self._path(project, location, repository_id)
-        if not path.exists():
-            raise ApiError(404, "Requested entity was not found.")
-        return json.loads(path.read_text())
+        return state.read_json(path, "Requested entity was not found.")
 
     def repositories(self, project: str) -> list[dict[str, Any]]:
         """Every repository of `project`, in any location."""

@@ -25,7 +25,7 @@ from typing import Any
 from cloudbuild import substitutions
 from cloudbuild.double import discovery
 from cloudbuild.double.http import ApiError, Request, Response
-from cloudbuild.double.state import now, write_json
+from cloudbuild.double.state import now, read_json, write_json
 
 DOCUMENT = "cloudbuild.v1"
 _PROJECT = r"/v1/projects/(?P<project>[^/]+)(?:/locations/(?P<location>[^/]+))?"
@@ -68,9 +68,9 @@ class CloudBuildApi:
         if request.method == "GET" and (m := _BUILD.fullmatch(path)):
             return Response.json(_public(self.build(m["build"])))
         if request.method == "POST" and (m := _TRIGGERS.fullmatch(path)):
-            return self._create_trigger(m["project"], request.json())
+            return self._create_trigger(request.json())
         if request.method == "PATCH" and (m := _TRIGGER.fullmatch(path)):
-            return self._update_trigger(m["project"], m["trigger"], request.json())
+            return self._update_trigger(m["trigger"], request.json())
         if request.method == "GET" and (m := _TRIGGER.fullmatch(path)):
             return Response.json(self.trigger(m["trigger"]))
         if request.method == "GET" and _TRIGGERS.fullmatch(path):
@@ -108,7 +108,7 @@ class CloudBuildApi:
         }
         return self._queue(project, "global", build, trigger=trigger, branch=branch)
 
-    def _create_trigger(self, project: str, body: dict) -> Response:
+    def _create_trigger(self, body: dict) -> Response:
         self._check("BuildTrigger", body)
         name = body.get("name", "")
         if not TRIGGER_NAME.match(name):
@@ -120,7 +120,7 @@ class CloudBuildApi:
             write_json(self.triggers_dir / f"{name}.json", stored)
         return Response.json(stored)
 
-    def _update_trigger(self, project: str, name: str, body: dict) -> Response:
+    def _update_trigger(self, name: str, body: dict) -> Response:
         self._check("BuildTrigger", body)
         current = self.trigger(name)
         stored = {**body, "id": current["id"], "createTime": current["createTime"], "name": name}
@@ -130,19 +130,13 @@ class CloudBuildApi:
     # ---- state ----------------------------------------------------------------------
 
     def trigger(self, name: str) -> dict:
-        path = self.triggers_dir / f"{name}.json"
-        if not path.exists():
-            raise ApiError(404, f"trigger {name!r} not found")
-        return json.loads(path.read_text())
+        return read_json(self.triggers_dir / f"{name}.json", f"trigger {name!r} not found")
 
     def triggers(self) -> list[dict]:
         return [json.loads(p.read_text()) for p in sorted(self.triggers_dir.glob("*.json"))]
 
     def build(self, build_id: str) -> dict:
-        path = self.builds_dir / f"{build_id}.json"
-        if not path.exists():
-            raise ApiError(404, f"build {build_id!r} not found")
-        return json.loads(path.read_text())
+        return read_json(self.builds_dir / f"{build_id}.json", f"build {build_id!r} not found")
 
     def builds(self) -> list[dict]:
         found = [json.loads(p.read_text()) for p in self.builds_dir.glob("*.json")]

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import json
+import re
 from dataclasses import dataclass, field
 from email.message import Message
 from typing import Any
@@ -45,17 +46,21 @@ def same_etag(sent: str | None, current: str) -> bool:
 
 
 class ApiError(Exception):
-    """Raised by a handler to answer with a Google-style error document."""
+    """Raised by a handler to answer with a Google-style error document.
 
-    def __init__(self, code: int, message: str) -> None:
+    `status` names the google.rpc.Code where the HTTP code alone does not tell it
+    (409 is ALREADY_EXISTS, or ABORTED for a concurrent change).
+    """
+
+    def __init__(self, code: int, message: str, status: str | None = None) -> None:
         super().__init__(message)
         self.code = code
         self.message = message
+        self.status = status or STATUS_NAMES.get(code, "UNKNOWN")
 
     def response(self) -> Response:
-        status = STATUS_NAMES.get(self.code, "UNKNOWN")
         return Response.json(
-            {"error": {"code": self.code, "message": self.message, "status": status}},
+            {"error": {"code": self.code, "message": self.message, "status": self.status}},
             status=self.code,
         )
 
@@ -88,3 +93,11 @@ class Response:
     def json(cls, document: Any, status: int = 200) -> Response:
         body = json.dumps(document, indent=2).encode()
         return cls(status, body, {"Content-Type": "application/json; charset=UTF-8"})
+
+
+def match_route(routes: dict[str, re.Pattern[str]], path: str) -> tuple[str, re.Match[str] | None]:
+    """The name of the first of `routes` that matches all of `path`, and its match."""
+    for name, pattern in routes.items():
+        if match := pattern.fullmatch(path):
+            return name, match
+    return "", None

@@ -33,6 +33,7 @@ from urllib.parse import quote, unquote
 
 from cloudbuild.double import discovery
 from cloudbuild.double.http import ApiError, Request, Response, same_etag
+from cloudbuild.double.state import write_json
 
 DOCUMENT = "iam.v1"
 ACCOUNT_ID = re.compile(r"[a-z](?:[-a-z0-9]*[a-z0-9])?")
@@ -59,11 +60,8 @@ class ConcurrentChange(ApiError):
             409,
             "There were concurrent policy changes. Please retry the whole read-modify-write "
             "with exponential backoff.",
+            status="ABORTED",
         )
-
-    def response(self) -> Response:
-        error = {"code": self.code, "message": self.message, "status": "ABORTED"}
-        return Response.json({"error": error}, status=self.code)
 
 
 class IamApi:
@@ -148,7 +146,7 @@ class IamApi:
                     f"Service account {account_id} already exists within project "
                     f"projects/{project}.",
                 )
-            path.write_text(json.dumps(account, indent=2))
+            write_json(path, account)
         return account
 
     def service_account(self, email_or_id: str) -> dict[str, Any]:
@@ -198,7 +196,7 @@ class IamApi:
                 stored["bindings"] = bindings
             if policy.get("auditConfigs"):
                 stored["auditConfigs"] = policy["auditConfigs"]
-            self._policy_path(resource).write_text(json.dumps(stored, indent=2))
+            write_json(self._policy_path(resource), stored)
         return stored
 
     def _check_binding(self, binding: dict[str, Any], version: int) -> None:

@@ -64,7 +64,6 @@ from typing import Any
 from cloudbuild.double import discovery, state
 from cloudbuild.double.http import ApiError, Request, Response, same_etag
 from cloudbuild.double.iam_api import ConcurrentChange
-from cloudbuild.double.state import write_json
 
 DOCUMENT = "run.v1"
 KNATIVE_API = "serving.knative.dev/v1"
@@ -394,9 +393,7 @@ class RunApi:
 
     def _record(self, project: str, region: str, name: str) -> dict[str, Any]:
         path = self._path(project, region, name)
-        if not path.exists():
-            raise ApiError(404, _missing("SERVICE", name, region, project))
-        return json.loads(path.read_text())
+        return state.read_json(path, _missing("SERVICE", name, region, project))
 
     def _records(self, project: str, region: str) -> list[dict[str, Any]]:
         paths = sorted((self._folder / project / region).glob("*.json"))
@@ -410,7 +407,7 @@ class RunApi:
         ]
 
     def _save(self, project: str, region: str, name: str, record: dict[str, Any]) -> None:
-        write_json(self._path(project, region, name), record)
+        state.write_json(self._path(project, region, name), record)
 
     def _check(self, schema: str, body: Any) -> None:
         discovery.require(

@@ -96,12 +96,6 @@ class Double:
         self._log_lock = threading.Lock()
         self._server: _Server | None = None
 
-    def register(self, api: Api) -> Api:
-        """Serve `api` in place of the one with the same service name, or in addition."""
-        self._apis = [known for known in self._apis if known.service != api.service]
-        self._apis.append(api)
-        return api
-
     def __enter__(self) -> Double:
         self._server = _Server((LOOPBACK, 0), _Handler)
         self._server.double = self

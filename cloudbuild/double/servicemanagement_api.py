@@ -52,8 +52,8 @@ import yaml
 
 from cloudbuild import openapi
 from cloudbuild.double import discovery
-from cloudbuild.double.http import ApiError, Request, Response
-from cloudbuild.double.state import now, write_json
+from cloudbuild.double.http import ApiError, Request, Response, match_route
+from cloudbuild.double.state import now, read_json, write_json
 
 DOCUMENT = "servicemanagement.v1"
 TYPE_PREFIX = "type.googleapis.com/google.api.servicemanagement.v1."
@@ -94,7 +94,7 @@ class ServiceManagementApi:
     # ---- requests -------------------------------------------------------------------
 
     def handle(self, request: Request) -> Response:
-        route, match = _route(request.path)
+        route, match = match_route(_ROUTES, request.path)
         method = request.method
         name = unquote(match["name"]) if match and "name" in match.groupdict() else ""
         if (route, method) == ("services", "POST"):
@@ -209,9 +209,7 @@ class ServiceManagementApi:
 
     def _operation(self, operation: str) -> dict[str, Any]:
         path = self._operations / f"{quote(operation, safe='')}.json"
-        if not path.exists():
-            raise ApiError(404, f"Operation operations/{operation} not found.")
-        return json.loads(path.read_text())
+        return read_json(path, f"Operation operations/{operation} not found.")
 
     def _check(self, schema: str, body: Any) -> None:
         discovery.require(discovery.document(DOCUMENT), schema, body)
@@ -226,9 +224,7 @@ class ServiceManagementApi:
 
     def _service(self, name: str) -> dict[str, Any]:
         path = self._folder(name) / "service.json"
-        if not path.exists():
-            raise ApiError(404, f"Service '{name}' not found or permission denied.")
-        return json.loads(path.read_text())
+        return read_json(path, f"Service '{name}' not found or permission denied.")
 
     def _read(self, folder: Path, item_id: str) -> dict[str, Any]:
         path = folder / f"{item_id}.json"
@@ -295,7 +291,7 @@ class ServiceManagementApi:
         found = []
         for rule in config.get("http", {}).get("rules", []):
             selector = rule["selector"]
-            method, path = _pattern(rule)
+            method, path = http_pattern(rule)
             backend = backends.get(selector, {})
             found.append(
                 {
@@ -462,13 +458,6 @@ def _provider(name: str, definition: dict) -> dict[str, Any]:
 # ---- helpers ------------------------------------------------------------------------------
 
 
-def _route(path: str) -> tuple[str, re.Match[str] | None]:
-    for route, pattern in _ROUTES.items():
-        if match := pattern.fullmatch(path):
-            return route, match
-    return "", None
-
-
 def _decode(contents: str, path: str) -> Any:
     """A submitted file's spec: proto3 JSON bytes are base64, standard or URL-safe."""
     try:
@@ -503,7 +492,8 @@ def _newest_first(folder: Path, key: str) -> list[dict[str, Any]]:
     return sorted(documents, key=order, reverse=True)
 
 
-def _pattern(rule: dict[str, Any]) -> tuple[str, str]:
+def http_pattern(rule: dict[str, Any]) -> tuple[str, str]:
+    """The HTTP method and path template a config's http rule matches."""
     for verb in HTTP_RULE_VERBS:
         if verb in rule:
             return verb.upper(), rule[verb]

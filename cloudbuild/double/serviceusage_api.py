@@ -29,7 +29,7 @@ from typing import Any
 
 from cloudbuild.double import discovery
 from cloudbuild.double.http import ApiError, Request, Response
-from cloudbuild.double.state import write_json
+from cloudbuild.double.state import read_json, write_json
 
 DOCUMENT = "serviceusage.v1"
 GOOGLE_APIS = ".googleapis.com"
@@ -118,9 +118,7 @@ class ServiceUsageApi:
 
     def _operation(self, name: str) -> dict[str, Any]:
         path = self._operations / f"{name.split('/')[1]}.json"
-        if not path.exists():
-            raise ApiError(404, f"Operation {name} not found.")
-        return json.loads(path.read_text())
+        return read_json(path, f"Operation {name} not found.")
 
     def _service(self, project: str, name: str) -> dict[str, Any]:
         return {

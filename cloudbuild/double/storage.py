@@ -35,7 +35,8 @@ from urllib.parse import quote, unquote
 
 import google_crc32c
 
-from cloudbuild.double.http import ApiError, Request, Response, same_etag
+from cloudbuild.double.http import ApiError, Request, Response, match_route, same_etag
+from cloudbuild.double.state import write_json
 
 BUCKET_NAME = re.compile(r"[a-z0-9][a-z0-9_.-]{1,61}[a-z0-9]")
 MAX_OBJECT_NAME_BYTES = 1024
@@ -90,7 +91,7 @@ class StorageApi:
                     "and you already own it.",
                 )
             (self.fuse_root / name).mkdir(exist_ok=True)
-            path.write_text(json.dumps(bucket, indent=2))
+            write_json(path, bucket)
         return bucket
 
     def local_path(self, bucket: str, name: str = "") -> Path:
@@ -98,7 +99,7 @@ class StorageApi:
         return self.fuse_root / bucket / name if name else self.fuse_root / bucket
 
     def handle(self, request: Request) -> Response:
-        route, match = _route(request.path)
+        route, match = match_route(_ROUTES, request.path)
         method = request.method
         if route == "insert_bucket" and method == "POST":
             return Response.json(self.create_bucket(request.json().get("name", "")))
@@ -153,7 +154,7 @@ class StorageApi:
         version = int(base64.b64decode(current["etag"])[-1]) + 1
         stored = {**current, "bindings": policy.get("bindings", [])}
         stored["etag"] = base64.b64encode(bytes([8, version % 256])).decode()
-        (self._buckets / f"{bucket}.iam.json").write_text(json.dumps(stored, indent=2))
+        write_json(self._buckets / f"{bucket}.iam.json", stored)
         return stored
 
     # Objects
@@ -264,7 +265,7 @@ class StorageApi:
             "ifGenerationMatch": request.query.get("ifGenerationMatch"),
         }
         upload_id = uuid.uuid4().hex
-        (self._uploads / f"{upload_id}.json").write_text(json.dumps(session))
+        write_json(self._uploads / f"{upload_id}.json", session)
         (self._uploads / f"{upload_id}.part").write_bytes(b"")
         location = (
             f"http://{request.host}/upload/storage/v1/b/{quote(bucket, safe='')}/o"
@@ -373,15 +374,7 @@ class StorageApi:
         return json.loads(path.read_text()) if path.exists() else {}
 
     def _write_attributes(self, bucket: str, attributes: dict[str, Any]) -> None:
-        (self._attributes / f"{bucket}.json").write_text(json.dumps(attributes, indent=2))
-
-
-def _route(path: str) -> tuple[str, re.Match[str] | None]:
-    for route, pattern in _ROUTES.items():
-        match = pattern.fullmatch(path)
-        if match:
-            return route, match
-    return "", None
+        write_json(self._attributes / f"{bucket}.json", attributes)
 
 
 def _storable(name: str) -> bool:

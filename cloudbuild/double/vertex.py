@@ -31,7 +31,6 @@ from google.protobuf import json_format
 
 from cloudbuild.double import discovery, state
 from cloudbuild.double.http import ApiError, Request, Response
-from cloudbuild.double.state import write_json
 
 if TYPE_CHECKING:
     from cloudbuild.double.server import Double
@@ -177,7 +176,7 @@ class VertexApi:
         return job
 
     def _save(self, job: dict[str, Any]) -> None:
-        write_json(self._jobs / f"{_job_id(job)}.json", job)
+        state.write_json(self._jobs / f"{_job_id(job)}.json", job)
 
     def _render(self, request: Request, job: dict[str, Any]) -> Response:
         if "enum-encoding=int" in request.query.get("$alt", ""):

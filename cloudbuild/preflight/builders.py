@@ -31,11 +31,8 @@ class Builder:
     """How one builder image's steps run here."""
 
     name: str
-    extra_env: dict[str, str] = field(default_factory=dict)
+    env: dict[str, str] = field(default_factory=dict)  # wins over the step's own env
     rewrites: dict[str, str] = field(default_factory=dict)
-
-    def env(self, workspace: Path) -> dict[str, str]:
-        return dict(self.extra_env)
 
     def command(self, step: dict[str, Any], values: dict[str, str], workspace: Path) -> list[str]:
         if "script" in step:
@@ -62,18 +59,10 @@ class Builder:
         return path
 
 
-def python_builder(name: str) -> Builder:
-    return Builder(name)
-
-
-def gcloud_builder(name: str, gcloud_env: dict[str, str]) -> Builder:
-    return Builder(name, extra_env=gcloud_env)
-
-
 def kaniko_builder(name: str, recorder_env: dict[str, str]) -> Builder:
     recorder = f"{sys.executable} -m cloudbuild.preflight.kaniko"
     return Builder(
         name,
-        extra_env=recorder_env,
+        env=recorder_env,
         rewrites={"/kaniko/executor": recorder, "#!/busybox/sh": "#!/bin/sh"},
     )

@@ -74,12 +74,11 @@ def run_build(
             for i, step in enumerate(build["steps"])
         ]
     )
+    _check_wait_for(result.steps, build["steps"])
     deadline = time.monotonic() + _seconds(build.get("timeout"), DEFAULT_BUILD_TIMEOUT)
     started = time.monotonic()
     automapped = values if substitutions.automap(build) else {}
-    done: set[str] = set()
-    for index, (step, step_result) in enumerate(zip(build["steps"], result.steps, strict=True)):
-        _check_wait_for(step, step_result, build["steps"][:index], done)
+    for step, step_result in zip(build["steps"], result.steps, strict=True):
         builder = builders.get(step_result.builder)
         if builder is None:
             step_result.status = "FAILURE"
@@ -98,7 +97,7 @@ def run_build(
             process = subprocess.run(
                 command,
                 cwd=cwd,
-                env={**env, **builder.env(workspace)},
+                env={**env, **builder.env},
                 capture_output=True,
                 text=True,
                 timeout=max(timeout, 0.01),
@@ -114,7 +113,6 @@ def run_build(
         step_result.seconds = time.monotonic() - step_started
         if step_result.status != "SUCCESS":
             break
-        done.add(step_result.id)
     for step_result in result.steps:
         if step_result.status == "PENDING":
             step_result.status = "CANCELLED"
@@ -124,19 +122,21 @@ def run_build(
     return result
 
 
-def _check_wait_for(step: dict, result: StepResult, earlier: list[dict], done: set[str]) -> None:
+def _check_wait_for(results: list[StepResult], steps: list[dict]) -> None:
     """Steps run one at a time here, in file order, which every waitFor allows.
 
     Cloud Build may run a step early (`waitFor: ['-']` or a subset); running it later
     is one of its allowed schedules. A waitFor naming a step that is not earlier
-    would never start on Cloud Build either, so it is refused.
+    would never start on Cloud Build either, so the build is refused before any step.
     """
-    earlier_ids = {s.get("id") for s in earlier}
-    for needed in step.get("waitFor", []):
-        if needed != "-" and needed not in earlier_ids:
-            raise ValueError(
-                f"step {result.id!r} waits for {needed!r}, which is not an earlier step"
-            )
+    earlier_ids: set[str | None] = set()
+    for result, step in zip(results, steps, strict=True):
+        for needed in step.get("waitFor", []):
+            if needed != "-" and needed not in earlier_ids:
+                raise ValueError(
+                    f"step {result.id!r} waits for {needed!r}, which is not an earlier step"
+                )
+        earlier_ids.add(step.get("id"))
 
 
 def _text(data: bytes | str | None) -> str:

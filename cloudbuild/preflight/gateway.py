@@ -22,7 +22,7 @@ from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, urlsplit
 
-METHODS = ("get", "put", "post", "delete", "patch")
+from cloudbuild.double.servicemanagement_api import http_pattern
 
 
 class _Server:
@@ -78,7 +78,7 @@ class Placeholder(_Server):
 
 class Route:
     def __init__(self, method: str, template: str, selector: str) -> None:
-        self.method = method.upper()
+        self.method = method
         self.selector = selector
         pattern = re.sub(r"\\\{[^}]+\\\}", "[^/]+", re.escape(template))
         self.pattern = re.compile(pattern + "$")
@@ -89,10 +89,8 @@ class Gateway(_Server):
         self.config = config
         self.resolve_backend = resolve_backend  # a backend's https URL -> its local URL
         self.routes = [
-            Route(method, rule[method], rule["selector"])
+            Route(*http_pattern(rule), rule["selector"])
             for rule in config.get("http", {}).get("rules", [])
-            for method in METHODS
-            if method in rule
         ]
         self.backends = {r["selector"]: r for r in config.get("backend", {}).get("rules", [])}
         self.usage = {r["selector"]: r for r in config.get("usage", {}).get("rules", [])}

@@ -14,13 +14,16 @@ OUTPUT_TAIL = 3000  # characters of a failed step's output worth showing
 
 def state(session: Session, prediction: dict | None, experiment: dict | None) -> dict[str, Any]:
     images = [json.loads(p.read_text()) for p in sorted(session.images.glob("*.json"))]
+    folder = session.double.storage.local_path(session.config.bucket, "models")
+    # Every branch's LATEST pointer, by branch slug.
+    models = {p.parent.name: json.loads(p.read_text()) for p in sorted(folder.glob("*/LATEST"))}
     return {
         "branch": session.branch,
         "commit": session.sha,
         "builds": session.builds,
         "images": images,
-        "models": session.apis.models(session.config),
-        "services": session.apis.run.services(),
+        "models": models,
+        "services": session.double.run.services(),
         "prediction": prediction,
         "experiment": experiment,
     }

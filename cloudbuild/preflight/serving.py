@@ -9,7 +9,8 @@ context, so the revision runs exactly the code and model the image would hold:
   local gateway (gateway.py) that routes by that config as ESPv2 would.
 
 A revision counts as started once its health route answers, as Cloud Run waits for
-the container to listen before it sends traffic.
+the container to listen before it sends traffic. `CloudRun` starts each revision the
+Cloud Run double deploys, and finds where the one behind a service's URL serves here.
 """
 
 from __future__ import annotations
@@ -22,7 +23,9 @@ import sys
 import time
 import urllib.request
 from pathlib import Path
+from typing import Any
 
+from cloudbuild.double.run_api import RevisionFailed, RunApi
 from cloudbuild.env import GATEWAY_PLACEHOLDER_IMAGE
 from cloudbuild.preflight.gateway import Gateway, Placeholder
 
@@ -88,7 +91,7 @@ class Launcher:
             app.mkdir()
             (app / "api").symlink_to(context)
         port = free_port()
-        log = (self.logs / f"{revision_name}.log").open("w")
+        log_path = self.logs / f"{revision_name}.log"
         process_env = {
             **os.environ,
             **env,
@@ -98,16 +101,17 @@ class Launcher:
             "K_REVISION": revision_name,
         }
         process_env.pop("AIP_HTTP_PORT", None)
-        process = subprocess.Popen(
-            [sys.executable, "-m", "api"], cwd=app, env=process_env, stdout=log, stderr=log
-        )
+        with log_path.open("w") as log:  # the child holds its own handle; ours can close
+            process = subprocess.Popen(
+                [sys.executable, "-m", "api"], cwd=app, env=process_env, stdout=log, stderr=log
+            )
         self._processes[revision_name] = process
         url = f"http://127.0.0.1:{port}"
         health = env.get("AIP_HEALTH_ROUTE", "/health")
         deadline = time.monotonic() + START_SECONDS
         while time.monotonic() < deadline:
             if process.poll() is not None:
-                tail = (self.logs / f"{revision_name}.log").read_text()[-2000:]
+                tail = log_path.read_text()[-2000:]
                 raise RevisionError(
                     f"revision {revision_name} exited with {process.returncode} before "
                     f"listening on its port:\n{tail}"
@@ -133,3 +137,48 @@ class Launcher:
         self._processes.clear()
         self._gateways.clear()
         self._urls.clear()
+
+
+class CloudRun:
+    """The Cloud Run double's revisions, really serving here through a Launcher."""
+
+    def __init__(self, api: RunApi, launcher: Launcher) -> None:
+        self.api = api
+        self.launcher = launcher
+
+    def on_revision(self, service: dict[str, Any], revision: dict[str, Any]) -> str:
+        """Start a new revision as Cloud Run would; a revision that will not start fails."""
+        container = revision["spec"]["containers"][0]
+        env = {item["name"]: item.get("value", "") for item in container.get("env", [])}
+        try:
+            return self.launcher.start(revision["metadata"]["name"], container["image"], env)
+        except RevisionError as error:
+            raise RevisionFailed(str(error)) from error
+
+    def url_and_local(self, service_name: str, tag: str | None) -> tuple[str, str]:
+        """The public URL a caller would use, and where that revision answers here."""
+        [service] = [s for s in self.api.services() if s["name"] == service_name]
+        public = service["url"]
+        if tag is not None:
+            public = next(t["url"] for t in service["traffic"] if t["tag"] == tag)
+        return public, self._serve(service_name, tag)
+
+    def local_url_for(self, url: str) -> str:
+        """Where a request to a service's URL or tag URL is served on this machine."""
+        url = url.rstrip("/")
+        for service in self.api.services():
+            if url == service["url"]:
+                return self._serve(service["name"], None)
+            tag = next((t["tag"] for t in service["traffic"] if t["url"] == url), None)
+            if tag is not None:
+                return self._serve(service["name"], tag)
+        raise LookupError(f"no Cloud Run service or tag answers at {url}")
+
+    def _serve(self, service_name: str, tag: str | None) -> str:
+        """Where the revision that a request to the service (or its tag) reaches serves.
+
+        Revisions started by an earlier preflight run are started again on demand,
+        from the image each was deployed with.
+        """
+        revision = self.api.serving_revision(service_name, tag)
+        return self.launcher.start(revision["name"], revision["image"], revision["env"])

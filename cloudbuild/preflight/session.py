@@ -35,15 +35,15 @@ from cloudbuild.builders import BUILDERS
 from cloudbuild.cli_common import PROG, add_config_argument
 from cloudbuild.config import ROOT, Config, load
 from cloudbuild.double import Double, runners
+from cloudbuild.double.cloudbuild_api import PRIVATE
 from cloudbuild.double.gcloud import gcloud_env
-from cloudbuild.double.storage import StorageApi
+from cloudbuild.double.state import now
 from cloudbuild.env import variables
 from cloudbuild.experiment import PUBLISHED_OBJECT
 from cloudbuild.names import names
 from cloudbuild.plan import ChangedFileError, changed_file, fired_files
 from cloudbuild.preflight import builders, executor, report, workspace
-from cloudbuild.preflight.apis import register_apis
-from cloudbuild.preflight.serving import Launcher
+from cloudbuild.preflight.serving import CloudRun, Launcher
 from cloudbuild.triggers import active_pipelines, render, trigger_name
 
 MAX_BUILDS = 10  # a chain that keeps queueing builds is a bug, not a pipeline
@@ -85,9 +85,10 @@ class Session:
     def run(self, fired: list[str]) -> dict:
         with Double(self.state / "gcp", runner=runners.train_locally) as double:
             launcher = Launcher(self.images, self.state / "logs", self._local_backend)
-            self.double, self.launcher = double, launcher
+            self.double = double
             try:
-                self.apis = register_apis(double, launcher)
+                self.cloud_run = CloudRun(double.run, launcher)
+                double.run.on_revision = self.cloud_run.on_revision
                 self.gcloud = gcloud_env(double, self.state / "gcloud", self.config.gcp_project_id)
                 self._bootstrap_once()
                 for pipeline in fired:
@@ -102,15 +103,12 @@ class Session:
     # ---- the double's starting state: what bootstrap makes ---------------------------
 
     def _bootstrap_once(self) -> None:
-        storage: StorageApi = self.double.storage
-        bucket = self.config.bucket
-        if not storage.local_path(bucket).exists():
-            storage.create_bucket(bucket)
-        data = self.config.training.data_uri.removeprefix("gs://").split("/", 1)
-        target = storage.local_path(data[0], data[1])
-        if not target.exists():
-            if not storage.local_path(data[0]).exists():
-                storage.create_bucket(data[0])
+        storage = self.double.storage
+        data_bucket, data_object = self.config.training.data_uri.removeprefix("gs://").split("/", 1)
+        for bucket in dict.fromkeys((self.config.bucket, data_bucket)):
+            if not storage.local_path(bucket).exists():
+                storage.create_bucket(bucket)
+        if not storage.local_path(data_bucket, data_object).exists():
             self._gcloud("storage", "cp", str(self.root / "training/data/penguins.csv"),
                          self.config.training.data_uri)  # fmt: skip
         triggers = self.state / "triggers.yaml"
@@ -136,7 +134,7 @@ class Session:
             self._run_build(queued[0])
 
     def _run_build(self, build: dict) -> None:
-        private = build["x-double"]
+        private = build[PRIVATE]
         trigger = self.double.cloudbuild.trigger(private["trigger"])
         number = len(self.builds) + 1
         space = workspace.create(self.root, self.runs / f"{number}-{trigger['name']}" / "workspace")
@@ -155,7 +153,7 @@ class Session:
             record["error"] = "; ".join(refused)
         else:
             result = executor.run_build(config, values, space, self._builders(), self._base_env())
-        build.update(status=result.status, finishTime=time.strftime("%Y-%m-%dT%H:%M:%SZ"))
+        build.update(status=result.status, finishTime=now())
         self.double.cloudbuild.update(build)
         record.update(
             status=result.status,
@@ -165,7 +163,7 @@ class Session:
         self.builds.append(record)
 
     def _values(self, build: dict, trigger: dict, config: dict) -> dict[str, str]:
-        branch = build["x-double"]["branch"]
+        branch = build[PRIVATE]["branch"]
         account = trigger.get("serviceAccount", "")
         built_in = {
             "PROJECT_ID": self.config.gcp_project_id,
@@ -188,13 +186,16 @@ class Session:
         return {**built_in, **config.get("substitutions", {}), **build.get("substitutions", {})}
 
     def _builders(self) -> dict[str, builders.Builder]:
+        # Python and gcloud steps need nothing beyond the base environment, which points
+        # gcloud at the double already.
+        python, gcloud, kaniko = (
+            BUILDERS[key] for key in ("_PYTHON_IMAGE", "_GCLOUD_IMAGE", "_KANIKO_IMAGE")
+        )
         recorder_env = {"PREFLIGHT_IMAGES": str(self.images)}
         return {
-            BUILDERS["_PYTHON_IMAGE"]: builders.python_builder(BUILDERS["_PYTHON_IMAGE"]),
-            BUILDERS["_GCLOUD_IMAGE"]: builders.gcloud_builder(BUILDERS["_GCLOUD_IMAGE"], {}),
-            BUILDERS["_KANIKO_IMAGE"]: builders.kaniko_builder(
-                BUILDERS["_KANIKO_IMAGE"], recorder_env
-            ),
+            python: builders.Builder(python),
+            gcloud: builders.Builder(gcloud),
+            kaniko: builders.kaniko_builder(kaniko, recorder_env),
         }
 
     def _base_env(self) -> dict[str, str]:
@@ -212,7 +213,7 @@ class Session:
     # ---- serving ---------------------------------------------------------------------
 
     def _local_backend(self, url: str) -> str:
-        return self.apis.run.local_url_for(url)
+        return self.cloud_run.local_url_for(url)
 
     def _predict(self) -> dict | None:
         succeeded = {b["pipeline"] for b in self.builds if b["status"] == "SUCCESS"}
@@ -227,7 +228,7 @@ class Session:
             via = "branch revision tag"
         else:
             return None
-        public_url, local = self.apis.run.url_and_local(service, tag)
+        public_url, local = self.cloud_run.url_and_local(service, tag)
         return {"via": via, **self._post(public_url, local, "/predict", headers)}
 
     def _experiment(self) -> dict | None:
@@ -238,7 +239,7 @@ class Session:
             return None
         document = json.loads(published.read_text())
         gateway = self._names()["GATEWAY_SERVICE"]
-        public_url, local = self.apis.run.url_and_local(gateway, None)
+        public_url, local = self.cloud_run.url_and_local(gateway, None)
         predictions = [
             {
                 "variant": variant["name"],
