@@ -190,12 +190,14 @@ def _chained(fired: Sequence[str], branch: str) -> list[dict[str, str]]:
     return runs
 
 
-def plan(config: Config, branch: str, changed_files: Iterable[str], sha: str) -> dict:
-    """What a push of `sha` to `branch` changing `changed_files` starts, and its names.
+def fired_by_pipeline(
+    config: Config, branch: str, changed_files: Iterable[str]
+) -> dict[str, list[str]]:
+    """Each pipeline a push of `branch` changing `changed_files` fires, with the files that
+    fire it, as the triggers' branch patterns and file filters decide.
 
-    Raises BranchNameError, CommitShaError or ChangedFileError for input no build may use.
+    Raises ChangedFileError for a path no push can change.
     """
-    build_names = names(config, branch, sha)
     changed = list(dict.fromkeys(changed_file(path) for path in changed_files))
     files = {}
     for pipeline in active_pipelines(config, PIPELINES):
@@ -203,6 +205,16 @@ def plan(config: Config, branch: str, changed_files: Iterable[str], sha: str) ->
             matched = fired_files(pipeline, changed)
             if matched:
                 files[pipeline.name] = matched
+    return files
+
+
+def plan(config: Config, branch: str, changed_files: Iterable[str], sha: str) -> dict:
+    """What a push of `sha` to `branch` changing `changed_files` starts, and its names.
+
+    Raises BranchNameError, CommitShaError or ChangedFileError for input no build may use.
+    """
+    build_names = names(config, branch, sha)
+    files = fired_by_pipeline(config, branch, changed_files)
     fired = list(files)
     return {
         "branch": branch,
@@ -213,7 +225,7 @@ def plan(config: Config, branch: str, changed_files: Iterable[str], sha: str) ->
     }
 
 
-def _checked_out_commit(project: Path) -> str:
+def checked_out_commit(project: Path, command: str = "plan") -> str:
     # Without --sha the build is named after HEAD: what a push from this checkout sends.
     # Uncommitted changes are not in it, which is why the choice is announced on stderr.
     try:
@@ -232,7 +244,7 @@ def _checked_out_commit(project: Path) -> str:
         sha = check_sha(found.stdout.strip())
     except ValueError as error:
         raise CommandError(f"pass --sha: {error}") from None
-    print(f"plan: no --sha given, naming the build after HEAD ({sha})", file=sys.stderr)
+    print(f"{command}: no --sha given, naming the build after HEAD ({sha})", file=sys.stderr)
     return sha
 
 
@@ -261,6 +273,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     config = load(args.config)
-    sha = args.sha or _checked_out_commit(Path(args.config).resolve().parent)
+    sha = args.sha or checked_out_commit(Path(args.config).resolve().parent)
     print_json(plan(config, args.branch, args.changed, sha))
     return 0

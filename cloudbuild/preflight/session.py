@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import re
 import shutil
 import subprocess
 import sys
@@ -41,33 +40,16 @@ from cloudbuild.double.state import now
 from cloudbuild.env import variables
 from cloudbuild.experiment import PUBLISHED_OBJECT
 from cloudbuild.names import names
-from cloudbuild.plan import ChangedFileError, changed_file, fired_files
+from cloudbuild.plan import ChangedFileError, changed_file, checked_out_commit, fired_by_pipeline
 from cloudbuild.preflight import builders, executor, report, workspace
 from cloudbuild.preflight.serving import CloudRun, Launcher
-from cloudbuild.triggers import active_pipelines, render, trigger_name
+from cloudbuild.triggers import render, trigger_name
 
 MAX_BUILDS = 10  # a chain that keeps queueing builds is a bug, not a pipeline
 PROJECT_NUMBER = "123456789012"  # no real project behind the double
 SAMPLE_REQUEST = Path("api/sample-request.json")
 # Offline, ESPv2's key and JWT checks are stood in for (see gateway.py): any value passes.
 GATEWAY_CREDENTIALS = {"x-api-key": "preflight-key", "Authorization": "Bearer preflight-token"}
-
-
-def fired_pipelines(config: Config, branch: str, changed: list[str]) -> list[str]:
-    return [
-        p.name
-        for p in active_pipelines(config)
-        if re.search(p.branch_pattern, branch) and fired_files(p, changed)
-    ]
-
-
-def head_commit(root: Path) -> str:
-    result = subprocess.run(
-        ["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, check=False
-    )
-    if result.returncode != 0:
-        raise SystemExit("error: no commit to stand for the push: commit once, or pass --sha")
-    return result.stdout.strip()
 
 
 class Session:
@@ -302,7 +284,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ChangedFileError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
-    fired = fired_pipelines(config, args.branch, changed)
+    fired = list(fired_by_pipeline(config, args.branch, changed))
     if not fired:
         print(f"A push of {args.branch!r} changing {' '.join(changed)} fires no pipeline.")
         state = {"branch": args.branch, "changed": changed, "triggers": [], "builds": []}
@@ -310,7 +292,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     if args.fresh and args.state.exists():
         shutil.rmtree(args.state)
-    sha = args.sha or head_commit(ROOT)
+    sha = args.sha or checked_out_commit(ROOT, "preflight")
     session = Session(config, ROOT, args.state, args.branch, sha)
     state = session.run(fired)
     state.update(changed=changed, triggers=fired)
