@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import socket
 import subprocess
 import sys
 import tempfile
@@ -25,17 +24,12 @@ from pathlib import Path
 
 import copier
 
+from cloudbuild.preflight.serving import free_port
 from template_tests.snapshot import GIT_IDENTITY, example_answers, snapshot
 
 
 def step(title: str) -> None:
     print(f"\n==> {title}", flush=True)
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def wait_for_health(url: str, server: subprocess.Popen, seconds: float = 60) -> None:

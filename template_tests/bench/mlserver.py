@@ -25,9 +25,9 @@ from typing import Any
 
 import joblib
 
+from cloudbuild.preflight.serving import free_port
 from template_tests.bench import venvs, workload
 from template_tests.bench.errors import BenchError
-from template_tests.bench.servers import free_port
 from template_tests.bench.systems import Launch, System
 
 REQUIREMENTS = Path(__file__).resolve().parent / "requirements-mlserver.txt"

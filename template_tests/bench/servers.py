@@ -8,13 +8,13 @@ import contextlib
 import http.client
 import os
 import signal
-import socket
 import subprocess
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import IO
 
+from cloudbuild.preflight.serving import free_port
 from template_tests.bench import cpus, memory
 from template_tests.bench.errors import BenchError
 from template_tests.bench.systems import System
@@ -29,12 +29,6 @@ REQUEST_TIMEOUT_S = 10
 # long; waiting for that is bounded, so a server that never rests cannot stall a run.
 IDLE_WINDOW_S = 0.2
 IDLE_TIMEOUT_S = 10
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind((LOOPBACK, 0))
-        return sock.getsockname()[1]
 
 
 class Server:
